@@ -1,0 +1,46 @@
+"""Helpers shared by the tests: building blocks by name and inside a host."""
+import torch
+
+
+def build_from_root(cfg: dict):
+    """Build a block by its plain name from mmengine's root MODELS registry."""
+    import mmc3  # noqa: F401  (registers the blocks)
+    from mmengine.registry import MODELS
+    return MODELS.build(cfg)
+
+
+def run_as_mmdet_plugin(block_cfg: dict, input_hw=(64, 64), batch: int = 2):
+    """Build a shrunk mmdet ResNet-50 with ``block_cfg`` at ``after_conv3`` of
+    stage 4, run one forward/backward and return ``(model, outputs)``.
+
+    The backbone is built from mmdet's registry with a plain block ``type``,
+    which is how a config reaches the block. Every parameter of every block
+    must receive a finite gradient.
+    """
+    import mmc3  # noqa: F401
+    from mmdet.registry import MODELS as MMDET_MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    backbone = MMDET_MODELS.build(
+        dict(
+            type='ResNet',
+            depth=50,
+            base_channels=8,
+            norm_eval=False,
+            init_cfg=None,
+            plugins=[
+                dict(cfg=block_cfg, stages=(False, False, False, True),
+                     position='after_conv3')
+            ]))
+    backbone.train()
+    x = torch.randn(batch, 3, *input_hw)
+    outs = backbone(x)
+    sum(o.float().pow(2).mean() for o in outs).backward()
+    blocks = [m for name, m in backbone.named_modules()
+              if type(m).__name__ == block_cfg['type']]
+    assert len(blocks) == 3, 'one block per bottleneck of stage 4'
+    for block in blocks:
+        for pname, p in block.named_parameters():
+            assert p.grad is not None, f'{pname} got no gradient'
+            assert torch.isfinite(p.grad).all(), f'{pname} has a non-finite gradient'
+    return backbone, outs
