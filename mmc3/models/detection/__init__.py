@@ -1,0 +1,1 @@
+"""Detection hosts, registered in mmdet's MODELS."""

@@ -1,0 +1,1 @@
+"""Segmentation hosts and heads, registered in mmseg's MODELS."""
