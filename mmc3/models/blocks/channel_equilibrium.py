@@ -1,12 +1,310 @@
-"""Placeholder: being implemented."""
+"""Channel Equilibrium (CE) block.
+
+Shao, Tang, Pan, Tan, Wang, Luo, "Channel Equilibrium Networks for Learning
+Deep Representation", ICML 2020, arXiv:2003.00214. Implemented: the CE unit
+``out = lam * BD(u) + (1 - lam) * IR(u)`` with batch decorrelation (BD,
+group-wise Newton-Schulz whitening, Sec. 3 and appendix E "Model and
+computational complexity"), instance reweighting (IR, appendix B.1 Eq. 21)
+and the moving-average inference rule (appendix E Eq. 32).
+Released code: https://github.com/Tangshitao/CENet (``devkit/ops/CE_module.py``).
+"""
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
+
+_NAME = 'CEBlock'
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` if it is an int ``>= minimum``, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f'{_NAME}: {name} must be an int >= {minimum}, '
+                        f'got {value!r} of type {type(value).__name__}')
+    if value < minimum:
+        raise ValueError(
+            f'{_NAME}: {name} must be an int >= {minimum}, got {value}')
+    return value
+
+
+def _check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a bool, else raise ``TypeError``."""
+    if not isinstance(value, bool):
+        raise TypeError(f'{_NAME}: {name} must be a bool (True or False), '
+                        f'got {value!r} of type {type(value).__name__}')
+    return value
+
+
+def _check_float(name: str, value: object, low: float, high: float,
+                 low_open: bool) -> float:
+    """Return ``float(value)`` if it lies in ``(low, high]`` (``low_open``)
+    or ``[low, high]``, else raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f'{_NAME}: {name} must be a real number, got '
+                        f'{value!r} of type {type(value).__name__}')
+    value = float(value)
+    bracket = '(' if low_open else '['
+    inside = (value > low if low_open else value >= low) and value <= high
+    if not inside:
+        raise ValueError(f'{_NAME}: {name} must lie in {bracket}{low}, '
+                         f'{high}], got {value}')
+    return value
+
+
+def _fit_group_size(channels: int, group_size: int) -> int:
+    """Largest ``group_size / 2**k`` that divides ``channels`` (as released).
+
+    Examples: ``(64, 16) -> 16``, ``(24, 16) -> 8``, ``(8, 16) -> 8``,
+    ``(3, 16) -> 1``.
+    """
+    d = group_size
+    while channels % d != 0:
+        d //= 2
+    return d
 
 
 @MODELS.register_module()
 class CEBlock(BaseModule):
+    """Channel Equilibrium block (Shao et al., ICML 2020).
+
+    ``out = lam * P u + (1 - lam) * (g(sigma2) / s) * u``, ``lam =
+    sigmoid(theta)``, ``P`` the group-wise Newton-Schulz whitening matrix of
+    ``u``'s channel covariance, ``g`` the IR gate of Eq. 21.
+
+    The block sits after a BN layer, before the residual sum and the ReLU
+    (mmdet/mmseg plugin position ``after_conv3``).
+
+    * IR branch (appendix B.1, Eq. 21): ``sigma2[n, c]`` is the variance of
+      ``u[n, c]`` over the ``H*W`` positions; ``g_n = Sigmoid(W2 ReLU(LN(W1
+      sigma2_n)))`` with ``W1: C -> C/r`` and ``W2: C/r -> C`` without biases
+      and an affine LayerNorm on the ``C/r`` hidden units; ``s = sqrt(mean_{n,
+      c} sigma2 + eps)``; ``IR(u) = (g / s) * u``.
+    * BD branch: channels are split into ``G = C / d`` groups of ``d``
+      consecutive channels. Per group, over all ``M = N*H*W`` positions,
+      ``Sigma = (1/M) (u - mean)(u - mean)^T + eps * I``, ``Sigma_N = Sigma /
+      tr(Sigma)``, ``P_0 = I``, ``P_{k+1} = 1.5 P_k - 0.5 P_k^3 Sigma_N``
+      (``T = ns_iters`` steps), ``BD(u) = P_T u`` applied to the un-centred
+      ``u``. All groups are processed together by batched matrix products.
+    * Training mode uses the batch statistics and updates running averages
+      ``running_wm <- (1 - m) running_wm + m P_T`` (initialised to ``I``) and
+      ``running_scale <- (1 - m) running_scale + m s`` (initialised to 1).
+      Eval mode uses ``running_wm`` and ``running_scale`` (appendix E,
+      Eq. 32), so that each sample's output depends on that sample only. The
+      IR gate ``g`` is always computed from the sample itself.
+
+    Shape:
+        - Input: ``(N, C, H, W)`` with ``C == in_channels``; any ``H, W >= 1``.
+        - Output: ``(N, C, H, W)``, same dtype as the input.
+
+    Args:
+        in_channels (int): Number of channels ``C`` of the input.
+        ratio (int): Reduction ratio ``r`` of the IR bottleneck; the hidden
+            width is ``max(1, C // r)``. Defaults to 4 (appendix B.1).
+        group_size (int): Requested whitening group size ``d``; halved until
+            it divides ``C`` (as in the released code). Defaults to 16
+            (appendix G).
+        ns_iters (int): Number ``T`` of Newton-Schulz iterations. ``0`` gives
+            ``P_T = I`` (BD is the identity). Defaults to 3.
+        eps (float): Added to the covariance diagonal and inside the square
+            root of the IR scale ``s``. Defaults to 1e-5.
+        momentum (float): Momentum ``m`` of the running averages of ``P_T``
+            and ``s``, in ``[0, 1]``. Defaults to 0.1.
+        pool (bool): Estimate the covariance on a 2x2 max-pooled (stride 2)
+            copy of ``u`` to save computation on large maps (appendix E/G).
+            ``P_T`` is still applied to the full-resolution ``u``.
+            Defaults to False.
+        unbiased_var (bool): Use the unbiased (``1/(HW-1)``) instance
+            variance in the IR branch, as the released code; False uses
+            ``1/(HW)`` as appendix B Eq. 17. Defaults to True.
+        trace_rescale (bool): Multiply ``P_T`` by ``tr(Sigma)^(-1/2)`` so that
+            it approximates ``Sigma^(-1/2)`` (IterNorm's scaling) instead of
+            ``Sigma_N^(-1/2) = tr(Sigma)^(1/2) Sigma^(-1/2)``. Defaults to
+            False (the paper, appendix C Prop. 1 with ``tr(Sigma) = 1``, and
+            the released code).
+        init_cfg (dict or list[dict], optional): mmengine initialisation
+            config. Defaults to None (PyTorch's default ``nn.Linear``
+            initialisation, as released; ``theta`` starts at 0).
+
+    Note:
+        Deviations from, and readings of, the paper and the released code:
+
+        * Whitening scale: with the default ``trace_rescale=False`` the
+          applied matrix is ``P_T ~ Sigma_N^(-1/2)``, *not* rescaled by
+          ``sqrt(tr(Sigma))^-1``, exactly as the released code (its ``wm =
+          P[T]``, no ``rTr.sqrt()`` factor) and as appendix C assumes. On a
+          whitened input (``Sigma = I``) with ``d = 16`` and ``T = 3`` the
+          BD branch therefore multiplies ``u`` by about 2.87 (the exact
+          inverse square root would give ``sqrt(d) = 4``).
+        * The IR scale has ``eps`` inside the square root: the released code
+          computes ``sqrt(mean sigma2)`` and produces NaN on an all-zero
+          input (``zero_init_residual`` makes the preceding BN output zeros
+          at step 0). The running ``s`` starts at 1 (released: 0, which
+          divides by zero in eval before the first training step).
+        * With ``H*W == 1`` the unbiased variance is undefined; the variance
+          is then 0 (released: NaN).
+        * ``pool=True`` pools with ``ceil_mode=True`` so that odd and 1x1
+          maps keep their last row/column (released: ``floor``, which fails
+          on 1x1 maps).
+        * The released code also tracks a running mean that it never uses;
+          it is not kept here.
+        * Covariance, Newton-Schulz, instance variances and ``s`` are computed
+          in float32 (float64 if the input is float64) with autocast
+          disabled; the IR MLP follows the ambient autocast policy.
+        * Hosts with ``norm_eval=True`` (the mmdet ResNet default) put only
+          their ``_BatchNorm`` modules in eval mode. CE is not a
+          ``_BatchNorm`` and deliberately keeps following the host's own
+          train/eval mode: while the host trains, CE uses batch statistics
+          and updates its running averages; after ``host.eval()`` it uses the
+          running averages. Freezing CE with the BNs would keep
+          ``running_wm = I`` forever when CE is added to a pretrained
+          backbone, turning BD into the identity.
+    """
+
     _abbr_ = 'ce_block'
 
-    def __init__(self, in_channels: int, init_cfg=None) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 ratio: int = 4,
+                 group_size: int = 16,
+                 ns_iters: int = 3,
+                 eps: float = 1e-5,
+                 momentum: float = 0.1,
+                 pool: bool = False,
+                 unbiased_var: bool = True,
+                 trace_rescale: bool = False,
+                 init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg)
-        raise NotImplementedError('CEBlock is not implemented yet')
+        self.in_channels = _check_int('in_channels', in_channels, 1)
+        self.ratio = _check_int('ratio', ratio, 1)
+        self.requested_group_size = _check_int('group_size', group_size, 1)
+        self.ns_iters = _check_int('ns_iters', ns_iters, 0)
+        self.eps = _check_float('eps', eps, 0.0, float('inf'), low_open=True)
+        self.momentum = _check_float('momentum', momentum, 0.0, 1.0,
+                                     low_open=False)
+        self.pool = _check_bool('pool', pool)
+        self.unbiased_var = _check_bool('unbiased_var', unbiased_var)
+        self.trace_rescale = _check_bool('trace_rescale', trace_rescale)
+
+        self.group_size = _fit_group_size(in_channels, group_size)
+        self.num_groups = in_channels // self.group_size
+        hidden = max(1, in_channels // ratio)
+
+        # IR branch, Eq. 21: W1 -> LN -> ReLU -> W2 -> Sigmoid, no biases.
+        self.fc1 = nn.Linear(in_channels, hidden, bias=False)
+        self.ln = nn.LayerNorm(hidden)
+        self.fc2 = nn.Linear(hidden, in_channels, bias=False)
+        # Gate between the branches, lam = sigmoid(theta) = 0.5 at start.
+        self.theta = nn.Parameter(torch.zeros(1))
+
+        eye = torch.eye(self.group_size)
+        self.register_buffer(
+            'running_wm',
+            eye.expand(self.num_groups, -1, -1).clone())  # (G, d, d)
+        self.register_buffer('running_scale', torch.ones(1))
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, ratio={self.ratio}, '
+                f'group_size={self.group_size}, '
+                f'num_groups={self.num_groups}, ns_iters={self.ns_iters}, '
+                f'eps={self.eps}, momentum={self.momentum}, '
+                f'pool={self.pool}, unbiased_var={self.unbiased_var}, '
+                f'trace_rescale={self.trace_rescale}')
+
+    @staticmethod
+    def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
+        """float64 stays float64; every other dtype computes in float32."""
+        return torch.float64 if dtype == torch.float64 else torch.float32
+
+    def _instance_variance(self, u: torch.Tensor) -> torch.Tensor:
+        """Per-sample, per-channel variance over ``H*W``: (N, C, H, W) ->
+        (N, C). A single position gives 0 in both the biased and the
+        unbiased estimate."""
+        n, c = u.shape[:2]
+        flat = u.reshape(n, c, -1)  # (N, C, H, W) -> (N, C, P)
+        num = flat.shape[-1]
+        dev = flat - flat.mean(dim=-1, keepdim=True)
+        denom = max(num - 1, 1) if self.unbiased_var else num
+        return dev.pow(2).sum(dim=-1) / denom
+
+    def _whitening_matrix(self, u: torch.Tensor) -> torch.Tensor:
+        """Batch whitening matrices ``P_T`` of ``u``: (N, C, H, W) -> (G, d, d).
+
+        Computed in float32 (float64 for float64 inputs) with autocast
+        disabled, whatever the ambient autocast state.
+        """
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            x = u.to(self._stat_dtype(u.dtype))
+            if self.pool:
+                x = F.max_pool2d(x, kernel_size=2, stride=2, ceil_mode=True)
+            n, _, h, w = x.shape
+            g, d = self.num_groups, self.group_size
+            # (N, C, h, w) -> (N, G, d, h*w) -> (G, d, N, h*w) -> (G, d, M)
+            xg = x.reshape(n, g, d, h * w).permute(1, 2, 0, 3).reshape(
+                g, d, n * h * w)
+            m = xg.shape[-1]
+            xc = xg - xg.mean(dim=-1, keepdim=True)  # (G, d, M)
+            eye = torch.eye(d, dtype=x.dtype, device=x.device).expand(g, d, d)
+            # Sigma = eps * I + (1/M) xc xc^T: (G, d, d)
+            sigma = torch.baddbmm(
+                eye, xc, xc.transpose(1, 2), beta=self.eps, alpha=1.0 / m)
+            trace = sigma.diagonal(dim1=1, dim2=2).sum(-1)  # (G,)
+            sigma_n = sigma / trace.view(g, 1, 1)  # (G, d, d)
+            p = eye
+            for _ in range(self.ns_iters):
+                p3 = torch.bmm(torch.bmm(p, p), p)
+                # P <- 1.5 P - 0.5 P^3 Sigma_N
+                p = torch.baddbmm(p, p3, sigma_n, beta=1.5, alpha=-0.5)
+            if self.trace_rescale:
+                p = p * trace.rsqrt().view(g, 1, 1)
+            return p
+
+    def _ir_scale(self, sigma2: torch.Tensor) -> torch.Tensor:
+        """Global IR scale ``s = sqrt(mean sigma2 + eps)``: (N, C) -> (1,)."""
+        return (sigma2.mean() + self.eps).sqrt().reshape(1)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """Apply CE: (N, C, H, W) -> (N, C, H, W)."""
+        if u.dim() != 4 or u.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{_NAME}: expected input of shape (N, {self.in_channels}, '
+                f'H, W), got {tuple(u.shape)}')
+        n, c, h, w = u.shape
+        stat_dtype = self._stat_dtype(u.dtype)
+
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            sigma2 = self._instance_variance(u.to(stat_dtype))  # (N, C)
+        if self.training:
+            wm = self._whitening_matrix(u)  # (G, d, d)
+            with torch.autocast(device_type=u.device.type, enabled=False):
+                scale = self._ir_scale(sigma2)  # (1,)
+            self._update_running(wm, scale)
+        else:
+            wm = self.running_wm.to(stat_dtype)
+            scale = self.running_scale.to(stat_dtype)
+
+        # IR branch: gate from the per-sample variances, Eq. 21.
+        hidden = self.fc1(sigma2.to(self.fc1.weight.dtype))  # (N, C/r)
+        gate = torch.sigmoid(self.fc2(F.relu(self.ln(hidden))))  # (N, C)
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            x = u.to(stat_dtype)
+            ir = x * (gate.to(stat_dtype) / scale).view(n, c, 1, 1)
+            g, d = self.num_groups, self.group_size
+            # BD branch on the un-centred input, broadcast over N:
+            # (G, d, d) @ (N, G, d, H*W) -> (N, G, d, H*W)
+            bd = torch.matmul(wm, x.reshape(n, g, d, h * w))
+            bd = bd.reshape(n, c, h, w)  # (N, G, d, H*W) -> (N, C, H, W)
+            lam = torch.sigmoid(self.theta.to(stat_dtype))
+            out = lam * bd + (1.0 - lam) * ir
+        return out.to(u.dtype)
+
+    @torch.no_grad()
+    def _update_running(self, wm: torch.Tensor, scale: torch.Tensor) -> None:
+        """Moving averages of ``P_T`` and ``s`` (appendix E, Eq. 32)."""
+        m = self.momentum
+        self.running_wm.mul_(1.0 - m).add_(
+            wm.detach().to(self.running_wm.dtype), alpha=m)
+        self.running_scale.mul_(1.0 - m).add_(
+            scale.detach().to(self.running_scale.dtype), alpha=m)
