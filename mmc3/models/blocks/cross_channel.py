@@ -1,12 +1,247 @@
-"""Placeholder: being implemented."""
+"""Cross-channel communication (C3) block.
+
+Yang, Ren, Gan, Zhu, Parikh, "Cross-channel Communication Networks",
+NeurIPS 2019 (Sec. 3: feature encoder, message passing, feature decoder,
+residual). Released code (CIFAR only):
+https://github.com/jwyang/C3Net.pytorch (``lib/layers/cross_neuron*.py``).
+
+Every channel's ``h x w`` map is treated as one node of a fully connected
+graph over the channels of a layer: the maps are encoded, exchange messages
+weighted by how similar their mean responses are, are decoded and added back
+to the input as a residual.
+"""
+from collections import OrderedDict
+from typing import Optional, Sequence, Tuple, Union
+
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
+from torch import Tensor, nn
+
+from ._message_passing import dense_message
+
+_RESIZE_MODES = ('nearest', 'area', 'bilinear')
+
+
+def _bottleneck(positions: int, reduction: int) -> nn.Sequential:
+    """``P -> max(1, P // k) -> ReLU -> P``, shared by all channels."""
+    hidden = max(1, positions // reduction)
+    return nn.Sequential(
+        OrderedDict(
+            fc_in=nn.Linear(positions, hidden),
+            act=nn.ReLU(),
+            fc_out=nn.Linear(hidden, positions)))
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f'C3Block: {name} must be a bool, got '
+                        f'{type(value).__name__} {value!r}')
+    return value
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f'C3Block: {name} must be a positive int, got '
+                        f'{type(value).__name__} {value!r}')
+    if value < 1:
+        raise ValueError(
+            f'C3Block: {name} must be a positive int, got {value}')
+    return value
+
+
+def _check_grid_size(
+        grid_size: Union[int, Sequence[int], None]) -> Tuple[int, int]:
+    """Return ``(h, w)`` from an int or a pair of positive ints."""
+    if isinstance(grid_size, int) and not isinstance(grid_size, bool):
+        pair = (grid_size, grid_size)
+    elif isinstance(grid_size, (tuple, list)) and len(grid_size) == 2 and all(
+            isinstance(s, int) and not isinstance(s, bool)
+            for s in grid_size):
+        pair = (grid_size[0], grid_size[1])
+    else:
+        raise TypeError('C3Block: grid_size must be a positive int or (h, w), '
+                        f'got {type(grid_size).__name__} {grid_size!r}')
+    if min(pair) < 1:
+        raise ValueError('C3Block: grid_size must be a positive int or '
+                         f'(h, w), got {grid_size!r}')
+    return pair
 
 
 @MODELS.register_module()
 class C3Block(BaseModule):
+    """Cross-channel communication block (Yang et al., NeurIPS 2019).
+
+    ``out = x + Dec(sum_j softmax_j(-(v_i - v_j)^2) Enc(x)_j)`` with
+    ``Enc``/``Dec`` two-layer bottlenecks over the ``P = h * w`` positions of
+    each channel map, shared by all channels, and ``v_i`` the spatial mean of
+    ``Enc(x)_i``.
+
+    Steps (paper Sec. 3):
+
+    1. If the input is not ``grid_size``, resize it to the grid
+       (``resize_mode``); the decoded residual is resized back to ``(H, W)``
+       with the same mode before the sum. Inputs already at the grid are not
+       resized.
+    2. Encoder: ``z_i = f_out(ReLU(f_in(x_i)))``, linear maps with bias
+       ``P -> max(1, P // reduction) -> P``.
+    3. Message passing: ``zbar_i = sum_j a_ij z_j``,
+       ``a_ij = softmax_j(-(v_i - v_j)^2)``, ``v_i = mean_p z_i[p]``, over the
+       channels of ``i``'s group, ``j != i`` if ``exclude_self``.
+    4. Decoder (own weights, same shape):
+       ``xbar_i = g_out(ReLU(g_in(zbar_i)))``.
+    5. Residual ``out = x + xbar``, then ReLU if ``post_act``.
+
+    Parameters: ``2 * (2 * P * (P // k) + P // k + P)`` for ``k = reduction``,
+    independent of ``in_channels`` (none when ``encode_decode=False``).
+
+    Shape:
+        - Input: ``(N, C, H, W)``, any ``H, W >= 1``
+        - Output: ``(N, C, H, W)``
+
+    Args:
+        in_channels (int): Number of input channels ``C``.
+        grid_size (int | tuple[int, int], optional): The block's spatial grid
+            ``(h, w)``; the encoder/decoder weights depend on ``h * w``.
+            Required whenever ``encode_decode`` is True: there is no default,
+            because no single size fits every host and silently resizing a
+            large map to a small default grid would discard most of it. Set it
+            to the size the host feeds the block, e.g. ``7`` for stage 4 of
+            the Faster/Mask R-CNN C4 RoI head (14x14 RoIs -> 7x7), ``(16, 16)``
+            and ``(8, 8)`` for the CIFAR stem/stage outputs. With
+            ``encode_decode=False`` it may be None (message passing then runs
+            at the input's own resolution). Defaults to None.
+        reduction (int): Bottleneck ratio ``k``; hidden width is
+            ``max(1, P // k)``. Defaults to 8 (paper; seed ablation: 4 and 8
+            best).
+        exclude_self (bool): Sum the message over ``j != i`` (paper) rather
+            than over all ``j`` (released code). Defaults to True.
+        group_size (int, optional): Restrict communication to consecutive
+            groups of this many channels; must divide ``in_channels``. None
+            means all channels talk (paper, "full interactions across
+            channels"); the released code uses 512. Defaults to None.
+        resize_mode (str): Interpolation used to go to the grid and back, one
+            of ``'nearest'`` (released code), ``'area'``, ``'bilinear'``
+            (``align_corners=False``). Defaults to ``'nearest'``.
+        post_act (bool): Apply ReLU after the residual sum, as the released
+            code does. Defaults to False.
+        message_passing (bool): Run step 3; if False, ``zbar = z`` (ablation
+            "Enc-Dec only"). Defaults to True.
+        encode_decode (bool): Use the encoder and decoder; if False both are
+            the identity, ``z = x`` and ``xbar = zbar`` (ablation "Mess.
+            Passing only"). Defaults to True.
+        init_cfg (dict | list[dict], optional): mmengine initialisation
+            config. Defaults to None (PyTorch's default ``nn.Linear`` init).
+
+    Note:
+        - Paper vs released code: the paper sums over ``j != i`` and adds the
+          residual without an activation; the released code keeps ``j = i``
+          (``exclude_self=False``), applies ``ReLU`` after the sum
+          (``post_act=True``) and groups channels by 512
+          (``group_size=512``). The default ``post_act=False`` is chosen
+          because mmdet/mmseg plugins sit before the bottleneck's residual
+          add, where rectifying would change the host.
+        - Some released variants also add a normalisation layer after the
+          decoder, detach ``v`` from the graph, or split large maps into
+          tiles instead of resizing; none of these is in the paper and none
+          is implemented here.
+        - With one channel (or groups of one) and ``exclude_self=True`` the
+          message is zero, so ``out = x + Dec(0)``.
+        - With ``message_passing=False`` and ``encode_decode=False`` the
+          block reduces to ``out = 2 * x``; it is accepted so that ablation
+          sweeps can enumerate all four combinations.
+    """
+
     _abbr_ = 'c3_block'
 
-    def __init__(self, in_channels: int, init_cfg=None) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 grid_size: Union[int, Tuple[int, int], None] = None,
+                 reduction: int = 8,
+                 exclude_self: bool = True,
+                 group_size: Optional[int] = None,
+                 resize_mode: str = 'nearest',
+                 post_act: bool = False,
+                 message_passing: bool = True,
+                 encode_decode: bool = True,
+                 init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg)
-        raise NotImplementedError('C3Block is not implemented yet')
+        self.in_channels = _check_positive_int('in_channels', in_channels)
+        self.reduction = _check_positive_int('reduction', reduction)
+        self.exclude_self = _check_bool('exclude_self', exclude_self)
+        self.post_act = _check_bool('post_act', post_act)
+        self.message_passing = _check_bool('message_passing', message_passing)
+        self.encode_decode = _check_bool('encode_decode', encode_decode)
+        if group_size is not None:
+            _check_positive_int('group_size', group_size)
+            if in_channels % group_size != 0:
+                raise ValueError(
+                    f'C3Block: group_size must divide in_channels '
+                    f'({in_channels}), got {group_size}')
+        self.group_size = group_size
+        if (not isinstance(resize_mode, str)
+                or resize_mode not in _RESIZE_MODES):
+            raise ValueError(f'C3Block: resize_mode must be one of '
+                             f'{_RESIZE_MODES}, got {resize_mode!r}')
+        self.resize_mode = resize_mode
+        if grid_size is None:
+            if encode_decode:
+                raise ValueError(
+                    'C3Block: grid_size is required when encode_decode=True '
+                    '(the encoder weights depend on h*w), got None; set it to '
+                    'the feature size the host feeds the block, e.g. '
+                    'grid_size=7 for stage 4 of the C4 RoI head')
+            self.grid_size: Optional[Tuple[int, int]] = None
+        else:
+            self.grid_size = _check_grid_size(grid_size)
+
+        if encode_decode:
+            positions = self.grid_size[0] * self.grid_size[1]
+            self.encoder = _bottleneck(positions, reduction)
+            self.decoder = _bottleneck(positions, reduction)
+        else:
+            self.encoder = nn.Identity()
+            self.decoder = nn.Identity()
+
+    def _resize(self, x: Tensor, size: Tuple[int, int]) -> Tensor:
+        if self.resize_mode == 'bilinear':
+            return F.interpolate(
+                x, size=size, mode='bilinear', align_corners=False)
+        return F.interpolate(x, size=size, mode=self.resize_mode)
+
+    def _message(self, z: Tensor) -> Tensor:
+        """Step 3 on ``(N, C, P)`` encoded maps."""
+        return dense_message(z, self.exclude_self, self.group_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the block; see the class docstring."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'C3Block: expected input of shape (N, {self.in_channels}, H, '
+                f'W), got {tuple(x.shape)}')
+        n, c, h, w = x.shape
+        grid = self.grid_size if self.grid_size is not None else (h, w)
+        resized = grid != (h, w)
+        xg = self._resize(x, grid) if resized else x
+
+        z = self.encoder(xg.flatten(2))  # (N, C, h, w) -> (N, C, P)
+        zbar = self._message(z) if self.message_passing else z
+        # (N, C, P) -> (N, C, h, w)
+        xbar = self.decoder(zbar).reshape(n, c, *grid)
+
+        if resized:
+            xbar = self._resize(xbar, (h, w))
+        out = x + xbar
+        if self.post_act:
+            out = F.relu(out)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, grid_size={self.grid_size}, '
+                f'reduction={self.reduction}, '
+                f'exclude_self={self.exclude_self}, '
+                f'group_size={self.group_size}, '
+                f'resize_mode={self.resize_mode!r}, '
+                f'post_act={self.post_act}, '
+                f'message_passing={self.message_passing}, '
+                f'encode_decode={self.encode_decode}')
