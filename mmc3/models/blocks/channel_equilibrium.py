@@ -2,11 +2,14 @@
 
 Shao, Tang, Pan, Tan, Wang, Luo, "Channel Equilibrium Networks for Learning
 Deep Representation", ICML 2020, arXiv:2003.00214. Implemented: the CE unit
-``out = lam * BD(u) + (1 - lam) * IR(u)`` with batch decorrelation (BD,
-group-wise Newton-Schulz whitening, Sec. 3 and appendix E "Model and
-computational complexity"), instance reweighting (IR, appendix B.1 Eq. 21)
-and the moving-average inference rule (appendix E Eq. 32).
-Released code: https://github.com/Tangshitao/CENet (``devkit/ops/CE_module.py``).
+``out = lam * BD(u) + (1 - lam) * IR(u)`` (the released code's reading of
+appendix D Eq. 31) with batch decorrelation (BD: group-wise Newton-Schulz
+whitening of the channel covariance, appendix E "Model and computational
+complexity" and appendix G), instance reweighting (IR: appendix B.1 Eq. 21
+and the global variance scale ``s`` of the main text's Eq. 8) and the
+moving-average inference rule (appendix E Eq. 32).
+Released code: https://github.com/Tangshitao/CENet
+(``devkit/ops/CE_module.py``).
 """
 from typing import Optional, Union
 
@@ -230,7 +233,7 @@ class CEBlock(BaseModule):
         return dev.pow(2).sum(dim=-1) / denom
 
     def _whitening_matrix(self, u: torch.Tensor) -> torch.Tensor:
-        """Batch whitening matrices ``P_T`` of ``u``: (N, C, H, W) -> (G, d, d).
+        """Whitening matrices ``P_T``: (N, C, H, W) -> (G, d, d).
 
         Computed in float32 (float64 for float64 inputs) with autocast
         disabled, whatever the ambient autocast state.

@@ -117,7 +117,8 @@ SHAPES = [(2, 7, 5), (1, 1, 1), (2, 1, 1), (1, 3, 6), (2, 4, 4)]
 
 
 @pytest.mark.parametrize('shape', SHAPES, ids=lambda s: 'x'.join(map(str, s)))
-@pytest.mark.parametrize('cfg', OPTION_SETS, ids=lambda c: str(sorted(c.items())))
+@pytest.mark.parametrize('cfg', OPTION_SETS,
+                         ids=lambda c: str(sorted(c.items())))
 def test_options_shapes_and_parity(cfg, shape):
     block = CEBlock(**cfg)
     with torch.no_grad():
