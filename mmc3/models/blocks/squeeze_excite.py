@@ -1,12 +1,87 @@
-"""Placeholder: being implemented."""
+"""Squeeze-and-Excitation block.
+
+Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018,
+arXiv 1709.01507, Sec. 3 (Eq. 2 squeeze, Eq. 3 excitation, Eq. 4 scale):
+
+    y = x * sigmoid(W2 ReLU(W1 mean_hw(x) + b1) + b2)
+
+The C3 experiments use it as the baseline plugin in stage 4 of ResNet-101
+(plugin position ``after_conv3``: after the last BN of the residual branch,
+before the residual sum).
+"""
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 
+def _check_positive_int(owner: str, name: str, value: object) -> int:
+    """Return ``value`` if it is a positive ``int`` (not ``bool``), else raise.
+
+    Raises:
+        TypeError: ``value`` is not an ``int``.
+        ValueError: ``value`` is not positive.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f'{owner}: {name} must be a positive int, got '
+                        f'{value!r} of type {type(value).__name__}')
+    if value < 1:
+        raise ValueError(f'{owner}: {name} must be a positive int, '
+                         f'got {value}')
+    return value
+
+
 @MODELS.register_module()
 class SEBlock(BaseModule):
+    """Squeeze-and-Excitation channel gate (Hu et al., CVPR 2018).
+
+    ``y = x * sigmoid(W2 ReLU(W1 mean_hw(x) + b1) + b2)``, with ``W1``,
+    ``W2`` 1x1 convolutions with bias.
+
+    Shape:
+        - Input: ``(N, C, H, W)`` with ``C == in_channels``.
+        - Output: ``(N, C, H, W)``, same as the input.
+
+    Args:
+        in_channels (int): Number of input channels ``C``. mmcv's
+            ``build_plugin_layer`` passes it under this name.
+        ratio (int): Reduction ratio ``r`` of the excitation MLP; the hidden
+            width is ``max(1, C // r)``. Defaults to 16 (the paper's choice).
+        init_cfg (dict | list[dict], optional): mmengine initialisation
+            config. Defaults to None (PyTorch's default initialisation).
+
+    Note:
+        The hidden width is clamped to at least one unit, so blocks with
+        ``C < ratio`` (shrunk test models) still build; the paper only uses
+        ``C >= 64``.
+    """
+
     _abbr_ = 'se_block'
 
-    def __init__(self, in_channels: int, init_cfg=None) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 ratio: int = 16,
+                 init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg)
-        raise NotImplementedError('SEBlock is not implemented yet')
+        self.in_channels = _check_positive_int('SEBlock', 'in_channels',
+                                               in_channels)
+        self.ratio = _check_positive_int('SEBlock', 'ratio', ratio)
+        self.hidden_channels = max(1, in_channels // ratio)
+        self.fc1 = nn.Conv2d(in_channels, self.hidden_channels, 1, bias=True)
+        self.fc2 = nn.Conv2d(self.hidden_channels, in_channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Gate every channel of ``x`` by its excitation in ``(0, 1)``."""
+        if x.dim() != 4 or x.size(1) != self.in_channels:
+            raise ValueError(
+                f'SEBlock: expected input of shape (N, {self.in_channels}, '
+                f'H, W), got {tuple(x.shape)}')
+        s = x.mean(dim=(2, 3), keepdim=True)  # (N, C, H, W) -> (N, C, 1, 1)
+        s = self.fc2(F.relu(self.fc1(s)))  # (N, C, 1, 1) -> (N, C, 1, 1)
+        return x * torch.sigmoid(s)  # broadcast over (H, W)
+
+    def extra_repr(self) -> str:
+        return f'in_channels={self.in_channels}, ratio={self.ratio}'
