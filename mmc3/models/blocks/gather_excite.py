@@ -1,12 +1,248 @@
-"""Placeholder: being implemented."""
+"""Gather-Excite block.
+
+Hu, Shen, Albanie, Sun, Vedaldi, "Gather-Excite: Exploiting Feature Context
+in Convolutional Neural Networks", NeurIPS 2018, arXiv 1810.12348, Sec. 3:
+
+    out = x * sigmoid(interp(gather(x)))
+
+with ``interp`` nearest upsampling to the input's ``(H, W)``. Released
+models (Caffe prototxts): github.com/hujie-frank/GENet. The supplementary
+material (Table 1) compares average and max pooling for the parameter-free
+gather; average wins at every extent.
+
+Three variants, named as in the paper:
+
+- ``'theta-'`` (GE-theta-minus, parameter-free): the gather is a pooling of
+  extent ``e`` (kernel ``2e-1``, stride ``e``, padding ``e-1``, padding not
+  counted), or global pooling.
+- ``'theta'`` (GE-theta): the gather is ``log2(e)`` depthwise 3x3 stride-2
+  convolutions, each followed by a norm layer, with ReLU between them; the
+  global extent is one depthwise convolution whose kernel covers the whole
+  (fixed) feature map.
+- ``'theta+'`` (GE-theta-plus): the GE-theta gather, then ReLU and an
+  SE-style 1x1 MLP ``C -> C // ratio -> C`` with biases before the sigmoid.
+"""
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
+
+from .squeeze_excite import _check_positive_int
+
+_VARIANTS = ('theta-', 'theta', 'theta+')
+_EXTENTS = (2, 4, 8, 'global')
+_POOLINGS = ('avg', 'max')
+_SIZE_MISMATCH = ('error', 'resize')
+
+
+def _pair_of_positive_ints(owner: str, name: str,
+                           value: object) -> Tuple[int, int]:
+    """Normalise ``value`` (int or ``(h, w)``) to a pair of positive ints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (not isinstance(value, Sequence) or isinstance(value, str)
+            or len(value) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0
+                for v in value)):
+        raise ValueError(f'{owner}: {name} must be a positive int or a pair '
+                         f'(h, w) of positive ints, got {value!r}')
+    return int(value[0]), int(value[1])
 
 
 @MODELS.register_module()
 class GEBlock(BaseModule):
+    """Gather-Excite channel/spatial gate (Hu et al., NeurIPS 2018).
+
+    ``out = x * sigmoid(interp(gather(x)))``; ``gather`` reduces each channel
+    to ``ceil(H / e) x ceil(W / e)`` (or ``1 x 1`` for the global extent),
+    ``interp`` is nearest upsampling back to ``(H, W)``.
+
+    Shape:
+        - Input: ``(N, C, H, W)`` with ``C == in_channels``.
+        - Output: ``(N, C, H, W)``, same as the input.
+
+    Args:
+        in_channels (int): Number of input channels ``C``. mmcv's
+            ``build_plugin_layer`` passes it under this name.
+        extent (int | str): Gather extent ratio ``e``, one of 2, 4, 8 or
+            ``'global'``. Defaults to ``'global'`` (the best parameter-free
+            setting in the paper's Table 1 of the supplementary).
+        variant (str): ``'theta-'`` (parameter-free pooling gather),
+            ``'theta'`` (depthwise-conv gather) or ``'theta+'`` (depthwise-conv
+            gather followed by an SE-style MLP). Defaults to ``'theta-'``.
+        pooling (str): ``'avg'`` or ``'max'`` pooling for ``'theta-'``.
+            Parametric variants have no pooling and reject ``'max'``.
+            Defaults to ``'avg'``.
+        feat_size (int | tuple[int, int], optional): Spatial size ``(h, w)``
+            of the input; required by (and only accepted for) the parametric
+            variants with ``extent='global'``, whose depthwise kernel is
+            ``h x w``. Defaults to None.
+        ratio (int): Reduction ratio of the ``'theta+'`` MLP; the hidden
+            width is ``max(1, C // ratio)``. Unused by the other variants.
+            Defaults to 16.
+        size_mismatch (str): What a parametric global gather does with an
+            input that is not ``feat_size``: ``'error'`` raises a
+            ``ValueError``; ``'resize'`` first resizes the input to
+            ``feat_size`` by adaptive average pooling (area interpolation).
+            Defaults to ``'error'``.
+        norm_cfg (dict): Norm layer after every depthwise convolution of the
+            parametric gather (mmcv ``build_norm_layer`` config, e.g.
+            ``dict(type='SyncBN')`` for multi-GPU training). Defaults to
+            ``dict(type='BN')``.
+        init_cfg (dict | list[dict], optional): mmengine initialisation
+            config. Defaults to None (PyTorch's default initialisation).
+
+    Note:
+        - The paper writes the sigmoid after the interpolation. With nearest
+          interpolation both commute, so the gate (sigmoid, and for
+          ``'theta+'`` the 1x1 MLP too) is computed at the gathered
+          resolution and upsampled afterwards: same values, less work.
+        - ``'theta+'``: the last depthwise conv of the gather already ends in
+          a norm layer, so "GE-theta gather, then BN, ReLU, MLP" is built as
+          gather (whose last norm is that BN) -> ReLU -> MLP; no second norm
+          layer is stacked on the first.
+        - A norm layer in training mode needs more than one value per
+          channel: a parametric variant with batch size 1 whose gather
+          output is ``1 x 1`` (global extent, or a tiny input) raises
+          PyTorch's ``ValueError`` in training mode, as any BN would.
+        - The global parametric gather has fixed weights of size
+          ``feat_size``; by default any other input size is an error (see
+          ``size_mismatch``).
+    """
+
     _abbr_ = 'ge_block'
 
-    def __init__(self, in_channels: int, init_cfg=None) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 extent: Union[int, str] = 'global',
+                 variant: str = 'theta-',
+                 pooling: str = 'avg',
+                 feat_size: Optional[Union[int, Tuple[int, int]]] = None,
+                 ratio: int = 16,
+                 size_mismatch: str = 'error',
+                 norm_cfg: dict = dict(type='BN'),
+                 init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg)
-        raise NotImplementedError('GEBlock is not implemented yet')
+        self.in_channels = _check_positive_int('GEBlock', 'in_channels',
+                                               in_channels)
+        if not (extent == 'global' or (isinstance(extent, int)
+                                       and not isinstance(extent, bool)
+                                       and extent in _EXTENTS)):
+            raise ValueError(f'GEBlock: extent must be one of {_EXTENTS}, '
+                             f'got {extent!r}')
+        if variant not in _VARIANTS:
+            raise ValueError(f'GEBlock: variant must be one of {_VARIANTS}, '
+                             f'got {variant!r}')
+        if pooling not in _POOLINGS:
+            raise ValueError(f'GEBlock: pooling must be one of {_POOLINGS}, '
+                             f'got {pooling!r}')
+        if variant != 'theta-' and pooling != 'avg':
+            raise ValueError(
+                f"GEBlock: pooling={pooling!r} only applies to "
+                f"variant='theta-' (the parametric variant {variant!r} "
+                f'gathers with depthwise convolutions)')
+        if size_mismatch not in _SIZE_MISMATCH:
+            raise ValueError(f'GEBlock: size_mismatch must be one of '
+                             f'{_SIZE_MISMATCH}, got {size_mismatch!r}')
+        self.ratio = _check_positive_int('GEBlock', 'ratio', ratio)
+        parametric_global = variant != 'theta-' and extent == 'global'
+        if parametric_global and feat_size is None:
+            raise ValueError(
+                f"GEBlock: variant={variant!r} with extent='global' needs "
+                f'feat_size=(h, w), the input size its depthwise kernel '
+                f'covers, got None')
+        if not parametric_global and feat_size is not None:
+            raise ValueError(
+                f"GEBlock: feat_size is only used by variant 'theta'/'theta+' "
+                f"with extent='global', got feat_size={feat_size!r} with "
+                f'variant={variant!r}, extent={extent!r}')
+        if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
+            raise TypeError(f"GEBlock: norm_cfg must be a dict with a 'type' "
+                            f'key, got {norm_cfg!r}')
+
+        self.extent = extent
+        self.variant = variant
+        self.pooling = pooling
+        self.size_mismatch = size_mismatch
+        self.feat_size = (None if feat_size is None else
+                          _pair_of_positive_ints('GEBlock', 'feat_size',
+                                                 feat_size))
+
+        if variant != 'theta-':
+            c = in_channels
+            if extent == 'global':
+                kernels = [(self.feat_size, 1, 0)]
+            else:
+                kernels = [(3, 2, 1)] * int(math.log2(extent))
+            self.gather_convs = nn.ModuleList(
+                nn.Conv2d(c, c, k, stride=s, padding=p, groups=c, bias=False)
+                for k, s, p in kernels)
+            self.gather_norms = nn.ModuleList(
+                build_norm_layer(norm_cfg, c)[1] for _ in kernels)
+        if variant == 'theta+':
+            self.hidden_channels = max(1, in_channels // ratio)
+            self.fc1 = nn.Conv2d(in_channels, self.hidden_channels, 1)
+            self.fc2 = nn.Conv2d(self.hidden_channels, in_channels, 1)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Gather context: ``(N, C, H, W) -> (N, C, ceil(H/e), ceil(W/e))``
+        (``(N, C, 1, 1)`` for the global extent)."""
+        if self.variant == 'theta-':
+            if self.extent == 'global':
+                if self.pooling == 'avg':
+                    return x.mean(dim=(2, 3), keepdim=True)
+                return x.amax(dim=(2, 3), keepdim=True)
+            e = self.extent
+            if self.pooling == 'avg':
+                return F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1,
+                                    count_include_pad=False)
+            return F.max_pool2d(x, 2 * e - 1, stride=e, padding=e - 1)
+
+        if self.extent == 'global' and tuple(x.shape[2:]) != self.feat_size:
+            if self.size_mismatch == 'error':
+                raise ValueError(
+                    f"GEBlock: variant={self.variant!r} with extent='global' "
+                    f'was built for feat_size={self.feat_size}, got an input '
+                    f"of spatial size {tuple(x.shape[2:])}; set "
+                    f"size_mismatch='resize' to resize inputs to feat_size")
+            # (N, C, H, W) -> (N, C, h, w), area interpolation
+            x = F.adaptive_avg_pool2d(x, self.feat_size)
+        n_convs = len(self.gather_convs)
+        for i, (conv, norm) in enumerate(
+                zip(self.gather_convs, self.gather_norms)):
+            # (N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2)), or -> (N, C, 1, 1)
+            x = norm(conv(x))
+            if i < n_convs - 1:
+                x = F.relu(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Gate ``x`` by the upsampled sigmoid of its gathered context."""
+        if x.dim() != 4 or x.size(1) != self.in_channels:
+            raise ValueError(
+                f'GEBlock: expected input of shape (N, {self.in_channels}, '
+                f'H, W), got {tuple(x.shape)}')
+        g = self.gather(x)  # (N, C, H, W) -> (N, C, h, w)
+        if self.variant == 'theta+':
+            g = self.fc2(F.relu(self.fc1(F.relu(g))))  # (N, C, h, w)
+        gate = torch.sigmoid(g)
+        if gate.shape[2:] != x.shape[2:] and gate.shape[2:] != (1, 1):
+            # (N, C, h, w) -> (N, C, H, W); a 1x1 gate broadcasts instead
+            gate = F.interpolate(gate, size=x.shape[2:], mode='nearest')
+        return x * gate
+
+    def extra_repr(self) -> str:
+        s = (f'in_channels={self.in_channels}, extent={self.extent!r}, '
+             f'variant={self.variant!r}')
+        if self.variant == 'theta-':
+            s += f', pooling={self.pooling!r}'
+        if self.feat_size is not None:
+            s += f', feat_size={self.feat_size}'
+        if self.variant == 'theta+':
+            s += f', ratio={self.ratio}'
+        return s
