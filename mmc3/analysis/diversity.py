@@ -64,9 +64,8 @@ def channel_diversity(x: Tensor, rtol: float = 1e-6) -> Tensor:
             or rtol < 0:
         raise ValueError(
             f'channel_diversity: rtol must be a float >= 0, got {rtol!r}')
-    n, c = x.shape[:2]
     # (N, C, *spatial) -> (N, C, P)
-    flat = x.reshape(n, c, -1).to(torch.float64)
+    flat = x.flatten(2).to(torch.float64)
     centred = flat - flat.mean(dim=2, keepdim=True)
     norm = centred.norm(dim=2, keepdim=True)  # (N, C, 1)
     constant = norm <= rtol * flat.norm(dim=2, keepdim=True)

@@ -111,6 +111,10 @@ def test_rounding_noise_counts_as_constant_only_below_rtol():
     assert channel_diversity(noisy, rtol=0.0).item() > 1 / 4
 
 
+def test_empty_batch():
+    assert channel_diversity(torch.randn(0, 3, 4, 4)).shape == (0, )
+
+
 def test_argument_errors():
     with pytest.raises(ValueError, match=r'channel_diversity: x must be a '
                        r'\(N, C, \*spatial\) tensor .* got \(2, 3\)'):
