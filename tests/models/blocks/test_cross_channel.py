@@ -185,6 +185,17 @@ def test_shapes_odd_nonsquare_1x1_batch_mode(hw, batch, train):
     assert not torch.equal(out, x)
 
 
+@pytest.mark.parametrize('hw', [(7, 7), (5, 9)])
+def test_empty_batch_runs(hw):
+    """An RoI head can see zero RoIs."""
+    block = C3Block(4, grid_size=7, group_size=2)
+    x = torch.randn(0, 4, *hw, requires_grad=True)
+    out = block(x)
+    assert out.shape == x.shape
+    out.sum().backward()
+    assert all(p.grad is not None for p in block.parameters())
+
+
 # --------------------------------------------------------------------------
 # Value parity with the float64 restatement
 # --------------------------------------------------------------------------
