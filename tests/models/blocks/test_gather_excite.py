@@ -251,6 +251,25 @@ def test_parametric_global_at_feat_size(shape, variant, train):
     assert block(x).shape == x.shape
 
 
+@pytest.mark.parametrize('cfg', all_configs(in_channels=3, feat_size=(5, 7)),
+                         ids=cfg_id)
+@pytest.mark.parametrize('train', [True, False])
+def test_empty_batch(cfg, train):
+    """An RoI head can see zero RoIs: empty in, empty out, finite
+    gradients, and the norm layers' running statistics stay as they were."""
+    block = GEBlock(3, **cfg).train(train)
+    before = {k: v.clone() for k, v in block.state_dict().items()
+              if 'running' in k}
+    x = torch.randn(0, 3, 5, 7, requires_grad=True)
+    out = block(x)
+    assert out.shape == x.shape
+    out.sum().backward()
+    for name, p in block.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    for k, v in before.items():
+        torch.testing.assert_close(block.state_dict()[k], v)
+
+
 # --------------------------------------------------------------------------
 # Values
 # --------------------------------------------------------------------------

@@ -67,12 +67,24 @@ def test_shape_and_value_parity(shape, train):
     x = torch.randn(*shape, dtype=torch.float64)
     out = block(x)
     assert out.shape == x.shape
-    ref = se_reference(x.numpy(), block.fc1.weight[:, :, 0, 0].detach().numpy(),
+    ref = se_reference(x.numpy(),
+                       block.fc1.weight[:, :, 0, 0].detach().numpy(),
                        block.fc1.bias.detach().numpy(),
                        block.fc2.weight[:, :, 0, 0].detach().numpy(),
                        block.fc2.bias.detach().numpy())
     np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-10,
                                atol=1e-12)
+
+
+def test_empty_batch():
+    """An RoI head can see zero RoIs: empty in, empty out, finite grads."""
+    block = SEBlock(8, ratio=4)
+    x = torch.randn(0, 8, 7, 7, requires_grad=True)
+    out = block(x)
+    assert out.shape == x.shape
+    out.sum().backward()
+    for name, p in block.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
 def test_float32_matches_float64_reference():
