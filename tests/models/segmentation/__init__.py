@@ -1,0 +1,1 @@
+"""Tests of the segmentation hosts and heads."""
