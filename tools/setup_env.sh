@@ -38,6 +38,12 @@ WHEELS=$MMC3_HOME/wheels/torch-$TORCH_VERSION
 MMCV_VERSION=2.1.0
 
 say() { echo "[setup_env] $*"; }
+# This machine kind's pip config lists local mirrors that hold only some
+# packages; pip warns once per missing package. Keep the real messages.
+quiet_pip() {
+    "$VENV/bin/python" -m pip --disable-pip-version-check "$@" \
+        2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+}
 
 stamp_of() {
     { echo "$TORCH_SPEC"; cat "$ROOT"/requirements/*.txt "$ROOT/setup.py"; } | sha256sum | cut -d' ' -f1
@@ -49,13 +55,12 @@ if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.mmc3-stamp" 2>/dev/null)" = "$S
 else
     say "creating the environment in $VENV (torch $TORCH_VERSION)"
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-    PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-    "${PIP[@]}" install -q --upgrade "pip<26.2"
+    quiet_pip install -q --upgrade "pip<26.2"
     say "installing build tools"
-    "${PIP[@]}" install -q -r "$ROOT/requirements/build.txt"
+    quiet_pip install -q -r "$ROOT/requirements/build.txt"
     say "installing $TORCH_SPEC (a first install downloads several GB)"
     # shellcheck disable=SC2086
-    "${PIP[@]}" install -q $TORCH_SPEC
+    quiet_pip install -q $TORCH_SPEC
 
     mkdir -p "$WHEELS"
     wheel=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n 1 || true)
@@ -63,7 +68,7 @@ else
         say "building mmcv $MMCV_VERSION with its C++ ops against torch $TORCH_VERSION:"
         say "this takes about 8-11 minutes on 2 cores; the wheel is cached in $WHEELS"
         src=$(mktemp -d)
-        "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation \
+        quiet_pip download -q --no-deps --no-binary :all: --no-build-isolation \
             "mmcv==$MMCV_VERSION" -d "$src"
         tar -xzf "$src"/mmcv-$MMCV_VERSION.tar.gz -C "$src"
         major_minor=$(echo "$TORCH_VERSION" | cut -d. -f1,2)
@@ -73,7 +78,7 @@ else
             sed -i 's/-std=c++17/-std=c++20/g; s/-std=c++14/-std=c++20/g' "$src/mmcv-$MMCV_VERSION/setup.py"
         fi
         start=$(date +%s)
-        MAX_JOBS=${MAX_JOBS:-$(nproc)} "${PIP[@]}" wheel -q --no-deps --no-build-isolation \
+        MAX_JOBS=${MAX_JOBS:-$(nproc)} quiet_pip wheel -q --no-deps --no-build-isolation \
             --no-cache-dir "$src/mmcv-$MMCV_VERSION" -w "$WHEELS"
         say "mmcv built in $(( $(date +%s) - start )) s"
         rm -rf "$src"
@@ -82,7 +87,7 @@ else
         say "using the cached mmcv wheel $wheel"
     fi
     say "installing mmcv, mmengine, mmdet, mmsegmentation, mmpretrain and test tools"
-    "${PIP[@]}" install -q "$wheel" -r "$ROOT/requirements/mminstall.txt" \
+    quiet_pip install -q "$wheel" -r "$ROOT/requirements/mminstall.txt" \
         -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
         -r "$ROOT/requirements/build.txt" $TORCH_SPEC
     echo "$STAMP" > "$VENV/.mmc3-stamp"
@@ -90,11 +95,10 @@ fi
 
 # mmc3 itself, editable, pointing at this checkout (a fresh clone elsewhere
 # re-links the cached environment in a few seconds).
-where=$("$VENV/bin/python" -c 'import mmc3, os; print(os.path.dirname(os.path.dirname(os.path.abspath(mmc3.__file__))))' 2>/dev/null || true)
+where=$(cd / && "$VENV/bin/python" -c 'import mmc3, os; print(os.path.dirname(os.path.dirname(os.path.abspath(mmc3.__file__))))' 2>/dev/null || true)
 if [ "$where" != "$ROOT" ]; then
     say "installing mmc3 (editable) from $ROOT"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
-        --no-build-isolation -e "$ROOT"
+    quiet_pip install -q --no-deps --no-build-isolation -e "$ROOT"
 fi
 
 say "verifying the stack"
