@@ -450,15 +450,15 @@ def test_every_parameter_gets_a_finite_gradient(hw, exclude_self, group_size):
         assert p.grad.abs().sum() > 0, f'{name} got an all-zero gradient'
 
 
-@pytest.mark.parametrize('hw, grid, exclude_self, group_size', [
-    ((2, 3), (2, 3), True, None),
-    ((3, 3), (2, 2), False, 2),
-    ((1, 2), (2, 2), True, 2),
+@pytest.mark.parametrize('c, hw, grid, exclude_self, group_size', [
+    (3, (1, 3), (1, 3), True, None),
+    (4, (3, 3), (2, 2), False, 2),
+    (4, (1, 2), (2, 2), True, 2),
 ])
-def test_gradcheck_block(hw, grid, exclude_self, group_size):
-    block = C3Block(4, grid_size=grid, reduction=2, exclude_self=exclude_self,
+def test_gradcheck_block(c, hw, grid, exclude_self, group_size):
+    block = C3Block(c, grid_size=grid, reduction=2, exclude_self=exclude_self,
                     group_size=group_size).double()
-    x = torch.randn(1, 4, *hw, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, c, *hw, dtype=torch.float64, requires_grad=True)
     params = tuple(block.parameters())
 
     def fn(inp, *weights):
@@ -588,6 +588,16 @@ def test_state_dict_round_trip():
             block.state_dict())
 
 
+def test_init_cfg_is_honoured():
+    block = C3Block(4, grid_size=3, init_cfg=dict(type='Constant',
+                                                  layer='Linear', val=0.0))
+    x = torch.randn(2, 4, 5, 5)
+    assert not torch.allclose(block(x), x)
+    block.init_weights()
+    assert all(torch.count_nonzero(p) == 0 for p in block.parameters())
+    torch.testing.assert_close(block(x), x)  # zero residual
+
+
 def test_builds_by_plain_name_from_root_registry():
     block = build_from_root(
         dict(type='C3Block', in_channels=8, grid_size=(2, 3), group_size=4,
@@ -599,7 +609,7 @@ def test_builds_by_plain_name_from_root_registry():
 
 @pytest.mark.parametrize('grid, input_hw', [
     (2, (64, 64)),  # stage 4 sees 2x2: no resizing
-    ((3, 3), (64, 96)),  # stage 4 sees 2x3: resized to the grid and back
+    ((2, 3), (32, 64)),  # stage 4 sees 1x2: resized to the grid and back
 ])
 def test_runs_as_mmdet_resnet_plugin(grid, input_hw):
     backbone, outs = run_as_mmdet_plugin(
