@@ -153,6 +153,9 @@ class CEBlock(BaseModule):
           on 1x1 maps).
         * The released code also tracks a running mean that it never uses;
           it is not kept here.
+        * Batch statistics are computed per process, not synchronised
+          across GPUs (as the paper, appendix G); like BN's, the running
+          buffers are updated by every training-mode forward.
         * Covariance, Newton-Schulz, instance variances and ``s`` are computed
           in float32 (float64 if the input is float64) with autocast
           disabled; the IR MLP follows the ambient autocast policy.

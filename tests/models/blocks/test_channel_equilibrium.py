@@ -340,7 +340,8 @@ def test_gradcheck(train, pool):
             block, dict(zip(names, values)), (inp,))
 
     assert torch.autograd.gradcheck(
-        fn, (x, *[params[k] for k in names]), eps=1e-6, atol=1e-6)
+        fn, (x, *[params[k] for k in names]), eps=1e-6, atol=1e-6,
+        fast_mode=pool or not train)  # one full check, the rest fast
 
 
 def _wm_with_autocast_left_on(x: torch.Tensor, block: CEBlock):
@@ -558,9 +559,8 @@ def test_host_with_norm_eval_and_zero_init_residual():
     # Give the BNs in front of CE non-zero weights and let CE collect
     # non-trivial running statistics.
     with torch.no_grad():
-        for name, module in backbone.named_modules():
-            if name.endswith('norm3'):
-                module.weight.fill_(1.0)
+        for module in backbone.layer4:
+            module.norm3.weight.fill_(1.0)
         for _ in range(2):
             backbone(torch.randn(2, 3, 64, 64))
 
