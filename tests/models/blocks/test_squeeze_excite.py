@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from mmc3.models.blocks import SEBlock
 from tests._helpers import build_from_root, run_as_mmdet_plugin
@@ -99,12 +98,20 @@ def test_float32_matches_float64_reference():
                                atol=1e-6)
 
 
+def identity_mlp_se(channels: int) -> SEBlock:
+    """An SEBlock whose two 1x1 convs are identities with zero bias."""
+    block = SEBlock(channels, ratio=1)
+    with torch.no_grad():
+        for fc in (block.fc1, block.fc2):
+            fc.weight.copy_(torch.eye(channels)[:, :, None, None])
+            fc.bias.zero_()
+    return block
+
+
 def test_without_mlp_is_sigmoid_of_mean():
-    """SE with its MLP removed (and a non-negative squeeze, so the ReLU is
-    the identity) gates by ``sigmoid(mean_hw(x))``."""
-    block = SEBlock(4, ratio=1)
-    block.fc1 = nn.Identity()
-    block.fc2 = nn.Identity()
+    """SE with its MLP made the identity (and a non-negative squeeze, so
+    the ReLU is the identity too) gates by ``sigmoid(mean_hw(x))``."""
+    block = identity_mlp_se(4)
     x = torch.rand(2, 4, 5, 6) + 0.1
     expected = x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True))
     torch.testing.assert_close(block(x), expected)
