@@ -1,0 +1,416 @@
+#!/usr/bin/env python
+"""Cost of the channel blocks next to the res5 bottleneck they are added to.
+
+For each input shape of ResNet-101's stage 4 as the experiments use it,
+times one forward + backward pass of every block (C3, SE, CE, GE variants)
+and of the res5 bottleneck it is attached to, and measures memory, then
+prints a markdown table with block / bottleneck ratios.
+
+Shapes (``--shapes``):
+
+- ``roi7``: the C4 RoI head, ``R x 2048 x 7 x 7`` per batch of ``R`` RoIs
+  (``--rois``, default 512 = mmdet's RoI sampler batch). Where SE/GE/CE sit
+  (``after_conv3`` of every res5 bottleneck). Bottleneck 2048 -> 512 -> 512
+  -> 2048, stride 1, identity shortcut.
+- ``roi14``: the RoI features entering res5, ``R x 1024 x 14 x 14`` (where a
+  C3 block between stages 3 and 4 sits). Bottleneck: res5's first,
+  1024 -> 512 -> 512 -> 2048, stride 2 on the first 1x1 conv (caffe style,
+  as mmdet's C4 configs) with a projection shortcut.
+- ``deeplab``: DeepLab-v2 stage 4 at output stride 8 on a 321 x 321 crop,
+  ``2 x 2048 x 41 x 41``. Bottleneck 2048 -> 512 -> 512 (dilation 4) ->
+  2048.
+
+C3 uses a grid equal to the input size (7x7, 14x14, 41x41), so it does not
+resize. Its message passing holds an ``R x C x C`` attention per pass; a C3
+configuration whose attention alone would exceed ``--max-attention-gib`` is
+reported as skipped, not run.
+
+Memory (reported in MiB, two measures):
+
+- ``saved``: bytes of the tensors autograd saves for the backward pass,
+  counted once per storage, excluding the module's input and its own
+  parameters and buffers: the activation memory the module adds to a
+  training step.
+- ``peak``: on CUDA, the increase of ``torch.cuda.max_memory_allocated``
+  over the memory held before the pass; on Linux CPUs, the increase of the
+  process's peak resident set size (``VmHWM``, reset through
+  ``/proc/self/clear_refs`` after returning free heap memory with
+  ``malloc_trim``) during the pass: everything the pass touches, transient
+  buffers and gradients included, as the operating system sees it.
+
+Example (quick)::
+
+    python tools/analysis_tools/benchmark_blocks.py --rois 32 --repeats 3
+
+This is a benchmark, not a test: nothing here asserts on timings.
+"""
+import argparse
+import ctypes
+import gc
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+SHAPES: Dict[str, dict] = {
+    'roi7': dict(channels=2048, hw=(7, 7), batch=None,
+                 bottleneck=dict(inplanes=2048, planes=512, stride=1,
+                                 dilation=1),
+                 desc='C4 RoI head, res5 (after_conv3)'),
+    'roi14': dict(channels=1024, hw=(14, 14), batch=None,
+                  bottleneck=dict(inplanes=1024, planes=512, stride=2,
+                                  dilation=1, style='caffe'),
+                  desc='RoI features entering res5'),
+    'deeplab': dict(channels=2048, hw=(41, 41), batch=2,
+                    bottleneck=dict(inplanes=2048, planes=512, stride=1,
+                                    dilation=4),
+                    desc='DeepLab-v2 res5, 321x321 crop, output stride 8'),
+}
+
+# name -> (block config builder from (channels, (h, w)), C3 group size or
+# None). The GE names read ge:<variant>:<extent>.
+BLOCKS: Dict[str, Callable[[int, Tuple[int, int]], dict]] = {
+    'c3': lambda c, hw: dict(type='C3Block', grid_size=hw),
+    'c3:g512': lambda c, hw: dict(type='C3Block', grid_size=hw,
+                                  group_size=512),
+    'se': lambda c, hw: dict(type='SEBlock'),
+    'ce': lambda c, hw: dict(type='CEBlock'),
+    'ge:theta-:global': lambda c, hw: dict(type='GEBlock'),
+    'ge:theta-:e4': lambda c, hw: dict(type='GEBlock', extent=4),
+    'ge:theta:global': lambda c, hw: dict(type='GEBlock', variant='theta',
+                                          feat_size=hw),
+    'ge:theta:e4': lambda c, hw: dict(type='GEBlock', variant='theta',
+                                      extent=4),
+    'ge:theta+:global': lambda c, hw: dict(type='GEBlock', variant='theta+',
+                                           feat_size=hw),
+    'ge:theta+:e4': lambda c, hw: dict(type='GEBlock', variant='theta+',
+                                       extent=4),
+}
+MIB = float(1 << 20)
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck with training-mode BN: the res5 unit a block is
+    compared against. ``style='pytorch'`` strides the 3x3 conv, ``'caffe'``
+    the first 1x1 conv (mmdet's C4 configs use caffe style)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 dilation: int = 1, style: str = 'pytorch') -> None:
+        super().__init__()
+        out = planes * 4
+        s1, s2 = (stride, 1) if style == 'caffe' else (1, stride)
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, stride=s1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=s2,
+                               padding=dilation, dilation=dilation,
+                               bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, out, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return self.relu(y + identity)
+
+
+# --------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------
+def fwd_bwd(module: nn.Module, x: torch.Tensor,
+            grad_out: torch.Tensor) -> None:
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    module(x).backward(grad_out)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def latency_ms(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor,
+               warmup: int, repeats: int) -> float:
+    """Median wall time of ``repeats`` forward + backward passes."""
+    for _ in range(warmup):
+        fwd_bwd(module, x, grad_out)
+    times = []
+    for _ in range(repeats):
+        sync(x.device)
+        t0 = time.perf_counter()
+        fwd_bwd(module, x, grad_out)
+        sync(x.device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def saved_mib(module: nn.Module, x: torch.Tensor,
+              grad_out: torch.Tensor) -> float:
+    """Bytes autograd saves for backward, once per storage, excluding the
+    input and the module's own parameters and buffers."""
+    exclude = {x.untyped_storage().data_ptr()}
+    exclude.update(t.untyped_storage().data_ptr()
+                   for t in list(module.parameters()) + list(module.buffers()))
+    seen: Dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in exclude:
+            seen[ptr] = storage.nbytes()
+        return t
+
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = module(x)
+    out.backward(grad_out)
+    return sum(seen.values()) / MIB
+
+
+def _read_status_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _cpu_peak_supported() -> bool:
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        _read_status_kib('VmHWM')
+        return True
+    except OSError:
+        return False
+    except KeyError:
+        return False
+
+
+_LIBC: Optional[ctypes.CDLL] = None
+
+
+def _malloc_trim() -> None:
+    global _LIBC
+    try:
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL('libc.so.6')
+        _LIBC.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_mib(module: nn.Module, x: torch.Tensor,
+             grad_out: torch.Tensor) -> Optional[float]:
+    """Peak memory increase of one forward + backward (see module doc)."""
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    gc.collect()
+    if x.device.type == 'cuda':
+        sync(x.device)
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated(x.device)
+        torch.cuda.reset_peak_memory_stats(x.device)
+        fwd_bwd(module, x, grad_out)
+        sync(x.device)
+        return (torch.cuda.max_memory_allocated(x.device) - base) / MIB
+    if not _cpu_peak_supported():
+        return None
+    _malloc_trim()
+    base = _read_status_kib('VmRSS')
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+    fwd_bwd(module, x, grad_out)
+    return (_read_status_kib('VmHWM') - base) / 1024.0
+
+
+# --------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------
+def build_block(cfg: dict, channels: int) -> nn.Module:
+    import mmc3  # noqa: F401  (registers the blocks)
+    from mmengine.registry import MODELS
+    return MODELS.build(dict(cfg, in_channels=channels))
+
+
+def c3_attention_gib(cfg: dict, batch: int, channels: int) -> float:
+    """Size of one ``batch x C x g`` float32 attention tensor of C3."""
+    group = cfg.get('group_size') or channels
+    return batch * channels * min(group, channels) * 4 / float(1 << 30)
+
+
+def measure(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor,
+            args: argparse.Namespace) -> dict:
+    module.train()
+    ms = latency_ms(module, x, grad_out, args.warmup, args.repeats)
+    saved = saved_mib(module, x, grad_out)
+    peak = peak_mib(module, x, grad_out)
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    return dict(ms=ms, saved=saved, peak=peak,
+                params=sum(p.numel() for p in module.parameters()))
+
+
+def fmt(v: Optional[float], spec: str = '.1f') -> str:
+    return 'n/a' if v is None else format(v, spec)
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> str:
+    if a is None or b is None or b <= 0:
+        return 'n/a'
+    return f'{a / b:.3f}'
+
+
+def note_row(prefix: str, note: str) -> str:
+    """A table row whose measurement cells are replaced by one note."""
+    return f'{prefix} {note} |' + ' |' * 6
+
+
+def run(args: argparse.Namespace) -> List[str]:
+    device = torch.device(args.device)
+    rows = []
+    for shape_name in args.shapes:
+        spec = SHAPES[shape_name]
+        batch = spec['batch'] if spec['batch'] is not None else args.rois
+        c, (h, w) = spec['channels'], spec['hw']
+        shape_str = f'{batch}x{c}x{h}x{w}'
+        print(f'[{shape_name}] {shape_str}: {spec["desc"]}', flush=True)
+        torch.manual_seed(0)
+        x = torch.randn(batch, c, h, w, device=device, requires_grad=True)
+
+        bott = Bottleneck(**spec['bottleneck']).to(device)
+        with torch.no_grad():
+            out_shape = bott(x).shape
+        grad_out = torch.randn(out_shape, device=device)
+        ref = measure(bott, x, grad_out, args)
+        del bott, grad_out
+        b = spec['bottleneck']
+        bott_name = (f"bottleneck {b['inplanes']}-{b['planes']}-"
+                     f"{b['planes']}-{b['planes'] * 4}"
+                     + (f" s{b['stride']}" if b['stride'] > 1 else '')
+                     + (' caffe' if b.get('style') == 'caffe' else '')
+                     + (f" d{b['dilation']}" if b['dilation'] > 1 else ''))
+        rows.append(f'| {shape_str} | {bott_name} | {ref["params"]:,} | '
+                    f'{ref["ms"]:.1f} | 1 | {fmt(ref["saved"])} | 1 | '
+                    f'{fmt(ref["peak"])} | 1 |')
+        print('  ' + rows[-1], flush=True)
+
+        grad_out = torch.randn_like(x)
+        for name in args.blocks:
+            cfg = BLOCKS[name](c, (h, w))
+            prefix = f'| {shape_str} | {name} |'
+            if cfg['type'] == 'C3Block':
+                gib = c3_attention_gib(cfg, batch, c)
+                if gib > args.max_attention_gib:
+                    rows.append(note_row(
+                        prefix, f'skipped: one {batch}x{c}x'
+                        f'{min(cfg.get("group_size") or c, c)} attention '
+                        f'tensor is {gib:.1f} GiB (> --max-attention-gib '
+                        f'{args.max_attention_gib:g})'))
+                    print('  ' + rows[-1], flush=True)
+                    continue
+            try:
+                block = build_block(cfg, c).to(device)
+            except Exception as e:  # report, do not crash the table
+                rows.append(note_row(prefix, f'not available '
+                                     f'({type(e).__name__}: {e})'))
+                print('  ' + rows[-1], flush=True)
+                continue
+            try:
+                res = measure(block, x, grad_out, args)
+            except (RuntimeError, ValueError, MemoryError) as e:
+                rows.append(note_row(prefix, f'failed ({type(e).__name__}: '
+                                     f'{str(e).splitlines()[0][:120]})'))
+                print('  ' + rows[-1], flush=True)
+                continue
+            finally:
+                del block
+                gc.collect()
+            rows.append(
+                f'{prefix} {res["params"]:,} | {res["ms"]:.1f} | '
+                f'{ratio(res["ms"], ref["ms"])} | {fmt(res["saved"])} | '
+                f'{ratio(res["saved"], ref["saved"])} | {fmt(res["peak"])} | '
+                f'{ratio(res["peak"], ref["peak"])} |')
+            print('  ' + rows[-1], flush=True)
+        del x, grad_out
+        gc.collect()
+    return rows
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Forward+backward latency and memory of the channel '
+        'blocks at ResNet-101 stage-4 shapes, next to the res5 bottleneck.')
+    parser.add_argument('--shapes', nargs='+', default=list(SHAPES),
+                        choices=list(SHAPES), help='input shapes to run')
+    parser.add_argument('--blocks', nargs='+', default=list(BLOCKS),
+                        choices=list(BLOCKS), help='blocks to run')
+    parser.add_argument('--rois', type=int, default=512,
+                        help='RoIs per batch for the roi7/roi14 shapes '
+                        '(mmdet samples 512 per image)')
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='timed forward+backward passes (median)')
+    parser.add_argument('--warmup', type=int, default=1,
+                        help='untimed passes before timing')
+    parser.add_argument('--threads', type=int, default=os.cpu_count(),
+                        help='torch.set_num_threads (default: all cores)')
+    parser.add_argument('--max-attention-gib', type=float, default=1.0,
+                        help='skip a C3 configuration whose R x C x C '
+                        '(or R x C x group) float32 attention tensor alone '
+                        'exceeds this many GiB')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
+                        else 'cpu', help='cpu or cuda')
+    args = parser.parse_args(argv)
+    for name in ('rois', 'repeats', 'threads'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name} must be >= 1, got {getattr(args, name)}')
+    if args.warmup < 0:
+        parser.error(f'--warmup must be >= 0, got {args.warmup}')
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == 'cuda':
+        peak_doc = 'CUDA max_memory_allocated increase'
+    elif _cpu_peak_supported():
+        peak_doc = 'process peak RSS (VmHWM) increase'
+    else:
+        peak_doc = 'n/a (needs Linux /proc/self/clear_refs)'
+    print(f'torch {torch.__version__}, device {device}, '
+          f'{torch.get_num_threads()} threads, float32, train mode; '
+          f'latency = median of {args.repeats} forward+backward passes after '
+          f'{args.warmup} warm-up; saved = tensors saved for backward '
+          f'(excluding input and parameters); peak = {peak_doc}',
+          flush=True)
+    if hasattr(os, 'getloadavg'):
+        print('load average before the run (1/5/15 min): '
+              + ' '.join(f'{v:.2f}' for v in os.getloadavg()), flush=True)
+    rows = run(args)
+    print()
+    print('| input | module | params | fwd+bwd ms | ratio | saved MiB | '
+          'ratio | peak MiB | ratio |')
+    print('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+    for row in rows:
+        print(row)
+    cmd = ' '.join([sys.argv[0]] + (argv or sys.argv[1:]))
+    print(f'\ncommand: python {cmd}')
+
+
+if __name__ == '__main__':
+    main()
