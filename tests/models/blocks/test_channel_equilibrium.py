@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mmc3.models.blocks import CEBlock
 from tests._helpers import build_from_root, run_as_mmdet_plugin
