@@ -8,7 +8,8 @@ in Convolutional Neural Networks", NeurIPS 2018, arXiv 1810.12348, Sec. 3:
 with ``interp`` nearest upsampling to the input's ``(H, W)``. Released
 models (Caffe prototxts): github.com/hujie-frank/GENet. The supplementary
 material (Table 1) compares average and max pooling for the parameter-free
-gather; average wins at every extent.
+gather on ImageNet ResNet-50; average wins at both extents tested (4 and
+global: top-1 error 22.87 vs 23.10, 22.14 vs 23.65).
 
 Three variants, named as in the paper:
 
