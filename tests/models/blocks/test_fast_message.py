@@ -1,0 +1,401 @@
+"""Tests of the fast (expansion-based) C3 message passing.
+
+The reference is an independent float64 restatement of the paper's message
+(Yang et al., NeurIPS 2019, Sec. 3): ``zbar_i = sum_j softmax_j(-(v_i -
+v_j)^2) z_j`` with ``v_i = mean_p z_i[p]``. Test inputs are built so that
+``v`` has a chosen distribution: zero-mean noise per channel plus a
+per-channel offset.
+"""
+import math
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from mmc3.models.blocks import _fast_message as fm
+from mmc3.models.blocks._fast_message import (choose_message_impl,
+                                              fast_message, message_passing)
+from mmc3.models.blocks._message_passing import dense_message
+
+
+def reference_message(z: torch.Tensor, exclude_self: bool,
+                      group_size=None) -> torch.Tensor:
+    """Float64 message, written from the equations (log-sum-exp softmax)."""
+    n, c, p = z.shape
+    g = c if group_size is None else group_size
+    zz = z.double().reshape(n * (c // g), g, p)
+    v = zz.mean(dim=2)
+    scores = -(v[:, :, None] - v[:, None, :])**2
+    if exclude_self:
+        scores = scores - torch.diag(torch.full((g, ), math.inf,
+                                                dtype=torch.float64))
+    if exclude_self and g == 1:
+        return torch.zeros_like(z, dtype=torch.float64)
+    scores = scores - scores.amax(dim=2, keepdim=True)
+    weights = scores.exp()
+    weights = weights / weights.sum(dim=2, keepdim=True)
+    return (weights @ zz).reshape(n, c, p)
+
+
+def make_z(v: torch.Tensor, positions: int, scale: float = 1.0,
+           dtype=torch.float32) -> torch.Tensor:
+    """``z`` of shape ``(N, C, P)`` whose channel means are exactly ``v``.
+
+    ``v`` is ``(N, C)``; the noise has zero mean per channel.
+    """
+    v = v.double()
+    noise = torch.randn(*v.shape, positions, dtype=torch.float64) * scale
+    noise = noise - noise.mean(dim=2, keepdim=True)
+    return (noise + v[..., None]).to(dtype)
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor, z: torch.Tensor,
+              group_size=None) -> float:
+    """Largest error relative to ``max |z|`` of the group."""
+    n, c, p = z.shape
+    g = c if group_size is None else group_size
+    err = (out.double() - ref).abs().reshape(n * (c // g), g * p).amax(1)
+    scale = z.double().abs().reshape(n * (c // g), g * p).amax(1)
+    return float((err / scale.clamp(min=1e-300)).max())
+
+
+def _distribution(name: str, n: int, c: int) -> torch.Tensor:
+    """Channel means ``v`` of shape ``(N, C)`` for a named distribution."""
+    if name == 'concentrated':
+        return torch.randn(n, c) * 0.14
+    if name == 'spread':
+        return torch.rand(n, c) * 20 - 10
+    if name == 'normal2':
+        return torch.randn(n, c) * 2
+    if name == 'bimodal':
+        sign = torch.randint(0, 2, (n, c)) * 2 - 1
+        return sign * 3 + torch.randn(n, c) * 0.3
+    if name == 'all_equal':
+        return torch.full((n, c), 0.7)
+    if name == 'one_outlier':
+        v = torch.randn(n, c) * 0.3
+        v[:, c // 3] = 50.0
+        return v
+    if name == 'ties':
+        # many exact ties, several of them on bin edges of every width
+        return torch.randint(-8, 9, (n, c)) * 0.25
+    if name == 'clusters_far':
+        centres = torch.tensor([0.0, 4.5, 9.0, 30.0, 31.2])
+        pick = torch.randint(0, len(centres), (n, c))
+        return centres[pick] + torch.randn(n, c) * 0.2
+    if name == 'isolated_near_crowd':
+        # a crowd and single channels 1.5 .. 6 units away from it
+        v = torch.randn(n, c) * 0.05
+        v[:, :4] = torch.tensor([1.5, -2.5, 4.0, 6.0])
+        return v
+    if name == 'large_offset':
+        return 1000.0 + torch.randn(n, c) * 1.5
+    raise KeyError(name)
+
+
+@pytest.fixture
+def single_thread():
+    """Finite-difference checks run many tiny evaluations; one thread avoids
+    waking a thread pool for each of them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+DISTRIBUTIONS = ('concentrated', 'spread', 'normal2', 'bimodal', 'all_equal',
+                 'one_outlier', 'ties', 'clusters_far', 'isolated_near_crowd',
+                 'large_offset')
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+@pytest.mark.parametrize('dist', DISTRIBUTIONS)
+def test_matches_reference_over_distributions(dist, exclude_self):
+    v = _distribution(dist, 2, 768)
+    z = make_z(v, 9)
+    out = fast_message(z, exclude_self=exclude_self)
+    ref = reference_message(z, exclude_self)
+    assert out.dtype == z.dtype and out.shape == z.shape
+    assert torch.isfinite(out).all()
+    assert rel_error(out, ref, z) <= 1e-5
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+@pytest.mark.parametrize('dist', ['concentrated', 'spread', 'all_equal',
+                                  'one_outlier', 'bimodal'])
+def test_full_size_group(dist, exclude_self):
+    """C = 2048 (stage 4 of ResNet-101), the size the fast path is for."""
+    v = _distribution(dist, 1, 2048)
+    z = make_z(v, 7)
+    out = fast_message(z, exclude_self=exclude_self)
+    ref = reference_message(z, exclude_self)
+    assert rel_error(out, ref, z) <= 1e-5
+
+
+@pytest.mark.parametrize('c', [1, 2, 3])
+@pytest.mark.parametrize('exclude_self', [True, False])
+def test_tiny_channel_counts(c, exclude_self):
+    for dist in ('spread', 'all_equal', 'concentrated'):
+        v = _distribution(dist, 3, c)
+        z = make_z(v, 5)
+        out = fast_message(z, exclude_self=exclude_self)
+        ref = reference_message(z, exclude_self)
+        assert torch.isfinite(out).all()
+        assert rel_error(out, ref, z) <= 1e-5, dist
+
+
+def test_single_channel_excluded_is_zero_and_kept_is_identity():
+    z = torch.randn(2, 1, 6, requires_grad=True)
+    out = fast_message(z, exclude_self=True)
+    assert torch.equal(out, torch.zeros_like(out))
+    out.sum().backward()
+    assert torch.equal(z.grad, torch.zeros_like(z))
+    kept = fast_message(z, exclude_self=False)
+    torch.testing.assert_close(kept, z, rtol=0, atol=1e-6)
+
+
+def test_isolated_channel_far_from_everyone():
+    """The nearest other channel is 40 units away: its weight exp(-1600)
+    underflows, yet the softmax over j != i must be exact (the dense path
+    with max subtraction gives the nearest channels' average)."""
+    v = torch.randn(1, 300) * 0.1
+    v[0, 5] = 40.0
+    v[0, 6] = -60.0
+    z = make_z(v, 4)
+    out = fast_message(z, exclude_self=True)
+    ref = reference_message(z, True)
+    assert torch.isfinite(out).all()
+    assert rel_error(out, ref, z) <= 1e-5
+    # and it agrees with the (float32) dense path
+    assert rel_error(out, dense_message(z, True, None).double(), z) <= 1e-5
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+@pytest.mark.parametrize('group_size', [1, 4, 64, 256])
+def test_groups_match_reference(group_size, exclude_self):
+    # every group gets a different distribution
+    parts = [_distribution(d, 2, 256) for d in
+             ('concentrated', 'spread', 'bimodal', 'one_outlier')]
+    v = torch.cat(parts, dim=1)  # (2, 1024)
+    z = make_z(v, 6)
+    out = fast_message(z, exclude_self=exclude_self, group_size=group_size)
+    ref = reference_message(z, exclude_self, group_size)
+    assert rel_error(out, ref, z, group_size) <= 1e-5
+
+
+def test_samples_are_independent():
+    """Bins are per sample: a spread sample must not disturb a concentrated
+    one in the same batch."""
+    v = torch.stack([_distribution('concentrated', 1, 512)[0],
+                     _distribution('spread', 1, 512)[0] * 30])
+    z = make_z(v, 8)
+    out = fast_message(z)
+    alone = fast_message(z[:1])
+    assert rel_error(out[:1], reference_message(z[:1], True), z[:1]) <= 1e-5
+    assert rel_error(out[1:], reference_message(z[1:], True), z[1:]) <= 1e-5
+    scale = float(z[:1].abs().max())
+    torch.testing.assert_close(out[:1], alone, rtol=0, atol=2e-5 * scale)
+
+
+@pytest.mark.parametrize('tol', [1e-3, 1e-4])
+def test_looser_tolerance_is_met_with_a_lower_order(tol):
+    v = _distribution('normal2', 2, 1024)
+    z = make_z(v, 5)
+    out = fast_message(z, tol=tol)
+    assert rel_error(out, reference_message(z, True), z) <= tol
+    orders = [o for _, o, _ in fm._expansion_candidates(tol, 1024, True)]
+    tight = [o for _, o, _ in fm._expansion_candidates(1e-6, 1024, True)]
+    assert all(a < b for a, b in zip(orders, tight))
+
+
+def test_float64_reaches_tight_tolerance():
+    v = _distribution('normal2', 1, 600)
+    z = make_z(v, 5, dtype=torch.float64)
+    out = fast_message(z, tol=1e-10)
+    assert out.dtype == torch.float64
+    assert rel_error(out, reference_message(z, True), z) <= 1e-10
+
+
+def test_truncation_error_table_decreases_and_bounds_a_direct_check():
+    for h in fm.BIN_WIDTHS:
+        errs = [fm._truncation_error(h, p) for p in range(2, 14, 2)]
+        assert all(b < a for a, b in zip(errs, errs[1:]))
+    # direct evaluation of the two-sided polynomial at random points
+    h, order, reach = 0.5, 10, 12
+    weight = fm._translation_weight(h, order, reach)  # (p+1, p+1, 2R+1)
+    r = h / 2
+    gen = torch.Generator().manual_seed(1)
+    sig = (torch.rand(2000, generator=gen, dtype=torch.float64) * 2 - 1)
+    dlt = (torch.rand(2000, generator=gen, dtype=torch.float64) * 2 - 1)
+    for s in (0, 3, reach - 4, 2 * reach):
+        o = reach - s
+        powers_s = torch.stack([sig**m for m in range(order + 1)])
+        powers_d = torch.stack([dlt**k for k in range(order + 1)])
+        approx = torch.einsum('mn,mk,kn->n', powers_s, weight[:, :, s],
+                              powers_d)
+        exact = torch.exp(-(o * h + (sig - dlt) * r)**2)
+        assert (approx - exact).abs().max() <= fm._truncation_error(h, order)
+
+
+def test_gauss_transform_backward_gradcheck(single_thread):
+    """The written backward against finite differences of the forward."""
+    batch, c, q = 2, 7, 2
+    h, order, reach = 0.5, 6, 5
+    v = torch.tensor([[0.0, 0.1, 0.3, 0.9, 1.7, 2.2, 4.0],
+                      [0.2, 0.2, 0.25, 0.26, 3.1, 3.3, 9.0]],
+                     dtype=torch.float64)
+    v_sorted, perm = fm._sorted_summaries(v)
+    b, g, num_bins = fm._bins(v_sorted, perm, h, reach)
+    # sample 2: bins 0..6 then 17; the run of 10 empty bins becomes 5
+    assert num_bins == 13
+    vmin = v_sorted[:, :1]
+    offsets = (((v - vmin) - (b + 0.5) * h) / (h / 2)).reshape(-1)
+    offsets.requires_grad_(True)
+    rows = (g + torch.arange(batch)[:, None] * num_bins).reshape(-1)
+    values = torch.randn(batch * c, q, dtype=torch.float64,
+                         requires_grad=True)
+
+    def fn(values, offsets):
+        return fm._GaussTransform.apply(values, offsets, rows,
+                                        (h, order, reach), batch, num_bins)
+
+    assert torch.autograd.gradcheck(fn, (values, offsets))
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+@pytest.mark.parametrize('group_size', [None, 3])
+def test_fast_message_gradcheck(exclude_self, group_size, single_thread):
+    """End-to-end gradcheck (float64, tight tolerance so that bin edges and
+    the isolation test stay put under the finite-difference steps)."""
+    v = torch.tensor([[0.0, 0.4, 0.5, 2.9, 3.3, 7.0]], dtype=torch.float64)
+    z = make_z(v, 3, scale=0.3, dtype=torch.float64).requires_grad_(True)
+
+    def fn(z):
+        return fast_message(z, exclude_self=exclude_self,
+                            group_size=group_size, tol=1e-12)
+
+    assert torch.autograd.gradcheck(fn, (z, ), atol=1e-6)
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+@pytest.mark.parametrize('dist', ['normal2', 'concentrated', 'one_outlier',
+                                  'isolated_near_crowd'])
+def test_gradients_match_reference(dist, exclude_self):
+    v = _distribution(dist, 2, 1024)
+    z = make_z(v, 5)
+    cot = torch.randn_like(z)
+    zf = z.clone().requires_grad_(True)
+    (fast_message(zf, exclude_self=exclude_self) * cot).sum().backward()
+    zr = z.double().requires_grad_(True)
+    (reference_message(zr, exclude_self) * cot.double()).sum().backward()
+    err = (zf.grad.double() - zr.grad).abs().max()
+    scale = zr.grad.abs().max()
+    assert torch.isfinite(zf.grad).all()
+    assert err <= 1e-4 * scale
+
+
+def test_fast_path_never_builds_a_channel_by_channel_tensor():
+    """No tensor with C * C or more elements is created, even when all
+    channels are within reach of each other (all equal)."""
+    c = 1024
+
+    class Recorder(TorchDispatchMode):
+
+        def __init__(self):
+            super().__init__()
+            self.largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in (out if isinstance(out, (tuple, list)) else (out, )):
+                if isinstance(t, torch.Tensor):
+                    # sparse matrices count their stored entries
+                    size = (t.numel() if t.layout == torch.strided else
+                            t._nnz())
+                    self.largest = max(self.largest, size)
+            return out
+
+    for dist in ('all_equal', 'concentrated', 'spread'):
+        z = make_z(_distribution(dist, 1, c), 4).requires_grad_(True)
+        rec = Recorder()
+        with rec:
+            out = fast_message(z)
+            out.sum().backward()
+        assert rec.largest < c * c / 8, (dist, rec.largest)
+
+
+def test_auto_is_fast_at_2048_and_dense_at_small_c(monkeypatch):
+    cpu = torch.device('cpu')
+    assert choose_message_impl(2048, 49, cpu) == 'fast'
+    assert choose_message_impl(512, 49, cpu) == 'fast'
+    assert choose_message_impl(64, 49, cpu) == 'dense'
+    assert choose_message_impl(2, 1681, cpu) == 'dense'
+    threshold = fm.FAST_MIN_CHANNELS['cpu']
+    assert choose_message_impl(threshold - 1, 49, cpu) == 'dense'
+    assert choose_message_impl(threshold, 49, cpu) == 'fast'
+
+    calls = []
+    real_fast, real_dense = fm.fast_message, fm.dense_message
+    monkeypatch.setattr(fm, 'fast_message',
+                        lambda *a, **k: calls.append('fast') or real_fast(
+                            *a, **k))
+    monkeypatch.setattr(fm, 'dense_message',
+                        lambda *a, **k: calls.append('dense') or real_dense(
+                            *a, **k))
+    z = make_z(_distribution('normal2', 1, 2048), 3)
+    message_passing(z)
+    message_passing(z, group_size=64)
+    message_passing(z, impl='dense')
+    message_passing(z[:, :64], impl='fast')
+    assert calls == ['fast', 'dense', 'dense', 'fast']
+
+
+@pytest.mark.parametrize('impl', ['auto', 'dense', 'fast'])
+def test_message_passing_dispatch_matches_reference(impl):
+    z = make_z(_distribution('bimodal', 2, 512), 6)
+    out = message_passing(z, exclude_self=True, group_size=256, impl=impl)
+    assert rel_error(out, reference_message(z, True, 256), z, 256) <= 1e-5
+
+
+def test_float32_under_autocast_and_half_inputs():
+    z = make_z(_distribution('normal2', 2, 512), 8)
+    ref = reference_message(z, True)
+    with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+        out = fast_message(z)
+    assert out.dtype == torch.float32
+    assert rel_error(out, ref, z) <= 1e-5
+    zb = z.to(torch.bfloat16)
+    outb = fast_message(zb)
+    assert outb.dtype == torch.bfloat16
+    refb = reference_message(zb.float(), True)
+    assert rel_error(outb, refb, zb.float()) <= 1e-2
+
+
+def test_non_finite_input_falls_back_to_dense():
+    z = make_z(_distribution('normal2', 1, 400), 3)
+    z[0, 3, 0] = float('nan')
+    out = fast_message(z)
+    dense = dense_message(z, True, None)
+    assert torch.equal(torch.isnan(out), torch.isnan(dense))
+
+
+def test_errors_name_the_function_argument_and_value():
+    z = torch.randn(1, 8, 3)
+    with pytest.raises(ValueError, match=r"fast_message: z must be a \(N, C, "
+                       r"P\) tensor, got \(8, 3\)"):
+        fast_message(z[0])
+    with pytest.raises(ValueError, match='tol must be a float in \\(0, 1\\), '
+                       'got 0'):
+        fast_message(z, tol=0)
+    with pytest.raises(TypeError, match="tol must be a float in \\(0, 1\\), "
+                       "got str '1e-5'"):
+        fast_message(z, tol='1e-5')
+    with pytest.raises(ValueError, match='group_size must be a positive '
+                       'divisor of the channel count 8, got 3'):
+        fast_message(z, group_size=3)
+    with pytest.raises(TypeError, match='exclude_self must be a bool, got '
+                       'int 1'):
+        fast_message(z, exclude_self=1)
+    with pytest.raises(ValueError, match="message_passing: impl must be one "
+                       "of \\('auto', 'dense', 'fast'\\), got 'sparse'"):
+        message_passing(z, impl='sparse')
