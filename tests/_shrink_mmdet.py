@@ -34,7 +34,7 @@ _BOTTLENECK_DEPTHS = (50, 101, 152)
 
 
 def _drop_pretrained(node: Any) -> None:
-    """Set every ``Pretrained`` init_cfg (and legacy ``pretrained``) to None."""
+    """Set every ``Pretrained`` init_cfg (and ``pretrained``) to None."""
     if isinstance(node, dict):
         init = node.get('init_cfg')
         inits = init if isinstance(init, (list, tuple)) else [init]

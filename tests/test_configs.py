@@ -133,6 +133,8 @@ def test_glob_finds_the_experiment_configs():
     names = {p.name for p in CONFIGS}
     missing = [n for n in REQUIRED if n not in names]
     assert not missing, f'missing configs: {missing}'
+    # and the architecture test below covers every one of them
+    assert all(_EXPERIMENT.match(Path(n).stem) for n in REQUIRED)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_id)
@@ -141,6 +143,13 @@ def test_config_loads_and_every_type_resolves(path):
     assert 'mmc3' in cfg.custom_imports['imports']
     assert cfg.custom_imports.get('allow_failed_imports') is False
     assert not unresolved_types(cfg), unresolved_types(cfg)
+
+
+def test_a_scope_without_shrinker_fails_with_a_clear_message():
+    with pytest.raises(pytest.fail.Exception,
+                       match=r"no shrinker for default_scope='nosuchscope'"
+                       r'.*tests/_shrink_nosuchscope.py'):
+        _shrinker('nosuchscope')
 
 
 def test_type_check_catches_an_unknown_type():
@@ -152,10 +161,10 @@ def test_type_check_catches_an_unknown_type():
 
 
 @pytest.mark.parametrize(
-    'path', [p for p in CONFIGS if _EXPERIMENT.match(p.name)], ids=_id)
+    'path', [p for p in CONFIGS if _EXPERIMENT.match(p.stem)], ids=_id)
 def test_config_keeps_the_real_architecture(path):
     cfg = _load(path)
-    block = _EXPERIMENT.match(path.name).group(2)
+    block = _EXPERIMENT.match(path.stem).group(2)
     model = cfg.model
     assert model.backbone.depth == 101
     assert model.backbone.frozen_stages == 3

@@ -181,9 +181,13 @@ class PluginResLayer(ResLayer):
             raise ValueError('PluginResLayer: depth must be one of '
                              f'{sorted(ResNet.arch_settings)}, got {depth!r}')
         if isinstance(base_channels, bool) or not isinstance(
-                base_channels, int) or base_channels < 1:
-            raise ValueError('PluginResLayer: base_channels must be a positive '
-                             f'int, got {base_channels!r}')
+                base_channels, int):
+            raise TypeError('PluginResLayer: base_channels must be a positive '
+                            f'int, got {type(base_channels).__name__} '
+                            f'{base_channels!r}')
+        if base_channels < 1:
+            raise ValueError('PluginResLayer: base_channels must be a '
+                             f'positive int, got {base_channels}')
         stage_plugins = _select_plugins(plugins, stage)
         block, stage_blocks = ResNet.arch_settings[depth]
         if stage_plugins and not hasattr(block, 'make_block_plugins'):

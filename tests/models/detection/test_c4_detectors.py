@@ -26,6 +26,10 @@ BLOCKS = {
     'ce': 'CEBlock',
     'ge': 'GEBlock',
 }
+# ResNet's own norm layers in a bottleneck (not those inside plugins)
+HOST_NORMS = ('bn1', 'bn2', 'bn3', 'downsample.1')
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     """Tiny tensors on a shared 2-core machine: threads only contend."""
@@ -33,10 +37,6 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-# ResNet's own norm layers in a bottleneck (not those inside plugins)
-HOST_NORMS = ('bn1', 'bn2', 'bn3', 'downsample.1')
 
 
 def build(cfg: Config):

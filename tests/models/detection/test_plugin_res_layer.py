@@ -226,12 +226,15 @@ def test_plugins_need_a_bottleneck_depth():
         build_head(depth=18, plugins=[dict(cfg=SE, position='after_conv3')])
 
 
-@pytest.mark.parametrize('kwargs,match', [
-    (dict(depth=42), r'depth must be one of .*got 42'),
-    (dict(base_channels=0), r'base_channels must be a positive int, got 0'),
+@pytest.mark.parametrize('kwargs,error,match', [
+    (dict(depth=42), ValueError, r'depth must be one of .*got 42'),
+    (dict(base_channels=0), ValueError,
+     r'base_channels must be a positive int, got 0'),
+    (dict(base_channels=8.0), TypeError,
+     r'base_channels must be a positive int, got float 8.0'),
 ])
-def test_bad_host_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_host_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
         build_head(**kwargs)
 
 
