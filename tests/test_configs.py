@@ -7,6 +7,8 @@ file. Shrinking and the fake batch depend on the codebase: the config's
 ``default_scope`` selects ``tests/_shrink_<scope>.py``, which must export
 ``shrink_config(cfg) -> cfg`` and ``fake_batch(cfg) -> dict``.
 """
+import copy
+import functools
 import importlib
 import math
 import re
@@ -57,8 +59,14 @@ def _id(path: Path) -> str:
     return str(path.relative_to(CONFIG_DIR))
 
 
-def _load(path: Path) -> Config:
+@functools.lru_cache(maxsize=None)
+def _load_once(path: Path) -> Config:
     return Config.fromfile(str(path))
+
+
+def _load(path: Path) -> Config:
+    """A fresh copy of the parsed config (each file is parsed once)."""
+    return copy.deepcopy(_load_once(path))
 
 
 def _scope(cfg: Config) -> str:
