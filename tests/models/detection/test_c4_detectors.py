@@ -128,6 +128,40 @@ def test_frozen_parts_stay_frozen_during_training(name):
                for p in model.backbone.parameters())
 
 
+@pytest.mark.parametrize('block', list(BLOCKS))
+@pytest.mark.parametrize('kind', ['coco', 'voc0712', 'mask'])
+def test_recipes_batches_and_weights(block, kind):
+    """8 GPUs x 2 images = the recipes' batch 16 at lr 0.02; the CE paper's
+    Mask R-CNN schedule; caffe R-101 weights known to mmengine's model zoo
+    for the backbone and the stage-4 head."""
+    from mmengine.runner.checkpoint import get_external_models
+    name = {
+        'coco': f'faster_rcnn_r101_{block}.py',
+        'voc0712': f'faster_rcnn_r101_{block}_voc0712.py',
+        'mask': f'mask_rcnn_r101_{block}_coco.py',
+    }[kind]
+    cfg = Config.fromfile(str(CONFIG_DIR / name))
+    assert cfg.train_dataloader.batch_size * 8 == 16
+    assert cfg.optim_wrapper.optimizer.lr == 0.02
+    assert cfg.auto_scale_lr.base_batch_size == 16
+    zoo = get_external_models()
+    for init in (cfg.model.backbone.init_cfg,
+                 cfg.model.roi_head.shared_head.init_cfg):
+        assert init.checkpoint == 'open-mmlab://detectron2/resnet101_caffe'
+        assert init.checkpoint[len('open-mmlab://'):] in zoo
+    steps = [s for s in cfg.param_scheduler if s.type == 'MultiStepLR']
+    assert len(steps) == 1
+    if kind == 'mask':
+        assert cfg.train_cfg.max_epochs == 24
+        assert steps[0].by_epoch and steps[0].milestones == [16, 22]
+    elif kind == 'coco':
+        assert cfg.train_cfg.max_epochs == 12
+        assert steps[0].milestones == [8, 11]
+    else:
+        assert cfg.train_cfg.max_iters == 18000
+        assert steps[0].milestones == [12000, 16000]
+
+
 def test_unknown_block_type_in_a_config_names_it():
     cfg = shrink_config(
         Config.fromfile(str(CONFIG_DIR / 'faster_rcnn_r101_c3.py')))
