@@ -96,6 +96,9 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
+# train_aug = VOC 2012 train.txt (1,464 images, VOC labels) + aug.txt (the
+# 9,118 SBD images outside VOC train/val, SBD labels in SegmentationClassAug)
+# = 10,582 images, as written by mmseg's tools/dataset_converters/voc_aug.py.
 dataset_type = 'PascalVOCDataset'
 data_root = 'data/VOCdevkit/VOC2012'
 train_dataloader = dict(
