@@ -104,7 +104,8 @@ MAX_ORDER = 40
 #: RoIs start to cost gigabytes.
 FAST_MIN_CHANNELS = {'cpu': 384, 'cuda': 1024}
 
-_IMPLS = ('auto', 'dense', 'fast')
+#: Accepted values of ``impl`` (and of ``C3Block``'s ``message_impl``).
+MESSAGE_IMPLS = ('auto', 'dense', 'fast')
 
 # Relative costs (measured on the CPU, single thread): one sparse
 # multiply-add of the moment/evaluation passes per channel, order and
@@ -540,6 +541,8 @@ def fast_message(z: Tensor,
     n, c, p = z.shape
     if exclude_self and cg == 1:
         return z * 0
+    if z.numel() == 0:
+        return dense_message(z, exclude_self, group_size)
     groups = c // cg
     batch = n * groups
     compute_dtype = torch.promote_types(z.dtype, torch.float32)
@@ -673,9 +676,9 @@ def message_passing(z: Tensor,
     Returns:
         Tensor: The message ``zbar``.
     """
-    if impl not in _IMPLS:
-        raise ValueError(f'message_passing: impl must be one of {_IMPLS}, '
-                         f'got {impl!r}')
+    if impl not in MESSAGE_IMPLS:
+        raise ValueError('message_passing: impl must be one of '
+                         f'{MESSAGE_IMPLS}, got {impl!r}')
     cg = _check_args('message_passing', z, exclude_self, group_size, tol)
     if impl == 'auto':
         impl = choose_message_impl(cg, z.shape[2], z.device)

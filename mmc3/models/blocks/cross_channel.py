@@ -18,7 +18,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
-from ._message_passing import dense_message
+from ._fast_message import MESSAGE_IMPLS, message_passing as pass_messages
 
 _RESIZE_MODES = ('nearest', 'area', 'bilinear')
 
@@ -130,6 +130,16 @@ class C3Block(BaseModule):
         encode_decode (bool): Use the encoder and decoder; if False both are
             the identity, ``z = x`` and ``xbar = zbar`` (ablation "Mess.
             Passing only"). Defaults to True.
+        message_impl (str): How step 3 is computed: ``'dense'`` builds the
+            ``C x C`` softmax of every group (exact, ``O(C^2)`` memory);
+            ``'fast'`` evaluates the same message as a fast Gauss transform
+            without that matrix, to within ``message_tol``; ``'auto'`` uses
+            the fast path for groups of at least
+            ``FAST_MIN_CHANNELS[device]`` channels (CPU: measured crossover)
+            and the dense one below. Defaults to ``'auto'``.
+        message_tol (float): Largest error of the fast path's message
+            relative to ``max |z|`` of its group, in ``(0, 1)``; float32
+            rounding limits it to about ``1e-6``. Defaults to 1e-5.
         init_cfg (dict | list[dict], optional): mmengine initialisation
             config. Defaults to None (PyTorch's default ``nn.Linear`` init).
 
@@ -147,6 +157,11 @@ class C3Block(BaseModule):
           is implemented here.
         - With one channel (or groups of one) and ``exclude_self=True`` the
           message is zero, so ``out = x + Dec(0)``.
+        - ``message_impl`` is an implementation choice, not in the paper or
+          the released code (which are dense): the fast path's message
+          differs from the dense one by at most ``message_tol * max |z|``,
+          and its gradients are those of that approximation. See
+          ``mmc3/models/blocks/_fast_message.py`` for the method.
         - With ``message_passing=False`` and ``encode_decode=False`` the
           block reduces to ``out = 2 * x``; it is accepted so that ablation
           sweeps can enumerate all four combinations.
@@ -164,6 +179,8 @@ class C3Block(BaseModule):
                  post_act: bool = False,
                  message_passing: bool = True,
                  encode_decode: bool = True,
+                 message_impl: str = 'auto',
+                 message_tol: float = 1e-5,
                  init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg)
         self.in_channels = _check_positive_int('in_channels', in_channels)
@@ -172,6 +189,20 @@ class C3Block(BaseModule):
         self.post_act = _check_bool('post_act', post_act)
         self.message_passing = _check_bool('message_passing', message_passing)
         self.encode_decode = _check_bool('encode_decode', encode_decode)
+        if (not isinstance(message_impl, str)
+                or message_impl not in MESSAGE_IMPLS):
+            raise ValueError(f'C3Block: message_impl must be one of '
+                             f'{MESSAGE_IMPLS}, got {message_impl!r}')
+        self.message_impl = message_impl
+        if isinstance(message_tol, bool) or not isinstance(
+                message_tol, (int, float)):
+            raise TypeError('C3Block: message_tol must be a float in (0, 1), '
+                            f'got {type(message_tol).__name__} '
+                            f'{message_tol!r}')
+        if not 0 < message_tol < 1:
+            raise ValueError('C3Block: message_tol must be a float in (0, 1), '
+                             f'got {message_tol}')
+        self.message_tol = float(message_tol)
         if group_size is not None:
             _check_positive_int('group_size', group_size)
             if in_channels % group_size != 0:
@@ -210,8 +241,10 @@ class C3Block(BaseModule):
         return F.interpolate(x, size=size, mode=self.resize_mode)
 
     def _message(self, z: Tensor) -> Tensor:
-        """Step 3 on ``(N, C, P)`` encoded maps."""
-        return dense_message(z, self.exclude_self, self.group_size)
+        """Step 3 on ``(N, C, P)`` encoded maps (dense or fast, see
+        ``message_impl``)."""
+        return pass_messages(z, self.exclude_self, self.group_size,
+                             impl=self.message_impl, tol=self.message_tol)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the block; see the class docstring."""
@@ -244,4 +277,6 @@ class C3Block(BaseModule):
                 f'resize_mode={self.resize_mode!r}, '
                 f'post_act={self.post_act}, '
                 f'message_passing={self.message_passing}, '
-                f'encode_decode={self.encode_decode}')
+                f'encode_decode={self.encode_decode}, '
+                f'message_impl={self.message_impl!r}, '
+                f'message_tol={self.message_tol}')

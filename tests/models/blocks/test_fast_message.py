@@ -16,6 +16,7 @@ from mmc3.models.blocks import _fast_message as fm
 from mmc3.models.blocks._fast_message import (choose_message_impl,
                                               fast_message, message_passing)
 from mmc3.models.blocks._message_passing import dense_message
+from tests._helpers import build_from_root
 
 
 def reference_message(z: torch.Tensor, exclude_self: bool,
@@ -399,3 +400,85 @@ def test_errors_name_the_function_argument_and_value():
     with pytest.raises(ValueError, match="message_passing: impl must be one "
                        "of \\('auto', 'dense', 'fast'\\), got 'sparse'"):
         message_passing(z, impl='sparse')
+
+
+# --- C3Block's message_impl / message_tol -----------------------------------
+
+
+def _count_calls(monkeypatch):
+    calls = []
+    real_fast, real_dense = fm.fast_message, fm.dense_message
+    monkeypatch.setattr(fm, 'fast_message',
+                        lambda *a, **k: calls.append('fast') or real_fast(
+                            *a, **k))
+    monkeypatch.setattr(fm, 'dense_message',
+                        lambda *a, **k: calls.append('dense') or real_dense(
+                            *a, **k))
+    return calls
+
+
+def test_c3block_uses_the_fast_path_at_2048_channels_by_default(monkeypatch):
+    calls = _count_calls(monkeypatch)
+    block = build_from_root(dict(type='C3Block', in_channels=2048,
+                                 grid_size=3))
+    assert block.message_impl == 'auto' and block.message_tol == 1e-5
+    assert "message_impl='auto'" in repr(block)
+    block(torch.randn(2, 2048, 3, 3))
+    assert calls == ['fast']
+    small = build_from_root(dict(type='C3Block', in_channels=64,
+                                 grid_size=3))
+    small(torch.randn(2, 64, 3, 3))
+    grouped = build_from_root(dict(type='C3Block', in_channels=2048,
+                                   grid_size=3, group_size=64))
+    grouped(torch.randn(1, 2048, 3, 3))
+    assert calls == ['fast', 'dense', 'dense']
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+def test_c3block_fast_matches_dense(exclude_self):
+    block = build_from_root(dict(type='C3Block', in_channels=2048,
+                                 grid_size=(3, 4), reduction=4,
+                                 exclude_self=exclude_self,
+                                 message_impl='fast'))
+    # channel means spread over a few units, as after training
+    x = torch.randn(2, 2048, 3, 4) + torch.randn(2, 2048, 1, 1) * 3
+    z = block.encoder(x.flatten(2))
+    msg = block._message(z)
+    ref = reference_message(z.detach(), exclude_self)
+    assert rel_error(msg, ref, z.detach()) <= 1e-5
+    out_fast = block(x)
+    block.message_impl = 'dense'
+    out_dense = block(x)
+    scale = float(out_dense.abs().max())
+    torch.testing.assert_close(out_fast, out_dense, rtol=0,
+                               atol=1e-4 * scale)
+
+
+def test_c3block_fast_path_trains():
+    block = build_from_root(dict(type='C3Block', in_channels=512,
+                                 grid_size=3, reduction=1,
+                                 message_impl='fast', message_tol=1e-4))
+    out = block(torch.randn(3, 512, 5, 5))
+    out.square().mean().backward()
+    for name, param in block.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+    # an RoI head can see zero RoIs
+    empty = block(torch.randn(0, 512, 3, 3))
+    assert empty.shape == (0, 512, 3, 3)
+
+
+def test_c3block_message_option_errors():
+    with pytest.raises(ValueError, match="C3Block: message_impl must be one "
+                       "of \\('auto', 'dense', 'fast'\\), got 'sparse'"):
+        build_from_root(dict(type='C3Block', in_channels=8, grid_size=3,
+                             message_impl='sparse'))
+    with pytest.raises(ValueError, match='C3Block: message_tol must be a '
+                       'float in \\(0, 1\\), got 1.5'):
+        build_from_root(dict(type='C3Block', in_channels=8, grid_size=3,
+                             message_tol=1.5))
+    with pytest.raises(TypeError, match="C3Block: message_tol must be a "
+                       "float in \\(0, 1\\), got str '1e-5'"):
+        build_from_root(dict(type='C3Block', in_channels=8, grid_size=3,
+                             message_tol='1e-5'))
