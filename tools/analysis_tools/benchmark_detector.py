@@ -13,10 +13,16 @@ Example (CPU, from the repository root)::
 
     python tools/analysis_tools/benchmark_detector.py --rois 32 --iters 3
 
-Note: the C3 block's message passing is the dense reference implementation:
-it materialises a ``C x C`` affinity matrix per RoI (2048 x 2048 in stage
-4), i.e. ``rois * 16 MiB`` per tensor and block; time and memory grow with
-``--rois`` accordingly.
+Note: C3's message passing has two implementations (``C3Block``'s
+``message_impl``): the dense reference materialises a ``C x C`` affinity
+matrix per RoI (2048 x 2048 in stage 4), i.e. ``rois * 16 MiB`` per tensor
+and block, so its time and memory grow with ``--rois``; the fast one avoids
+that matrix. ``--c3-message-impl`` overrides the configs' choice (default:
+keep it) to compare them::
+
+    python tools/analysis_tools/benchmark_detector.py \
+        configs/faster_rcnn_r101_baseline.py configs/faster_rcnn_r101_c3.py \
+        --c3-message-impl dense
 """
 import argparse
 import json
@@ -55,6 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default)')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--c3-message-impl', default=None,
+        help="set every C3Block's message_impl (e.g. 'dense', 'fast', "
+        "'auto'); default: as configured")
     parser.add_argument('--worker', action='store_true',
                         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -73,6 +83,21 @@ def _drop_pretrained(node) -> None:
     elif isinstance(node, (list, tuple)):
         for value in node:
             _drop_pretrained(value)
+
+
+def _set_key(node, block_type: str, key: str, value) -> int:
+    """Set ``key=value`` in every ``type=block_type`` dict; return count."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') == block_type:
+            node[key] = value
+            count += 1
+        for child in node.values():
+            count += _set_key(child, block_type, key, value)
+    elif isinstance(node, (list, tuple)):
+        for child in node:
+            count += _set_key(child, block_type, key, value)
+    return count
 
 
 def _fake_batch(num_images: int, size: int, num_classes: int) -> dict:
@@ -123,6 +148,8 @@ def run_worker(config: str, args: argparse.Namespace) -> dict:
     cfg = Config.fromfile(config)
     _drop_pretrained(cfg.model)
     cfg.model.train_cfg.rcnn.sampler.num = args.rois
+    if args.c3_message_impl:
+        _set_key(cfg.model, 'C3Block', 'message_impl', args.c3_message_impl)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
     model.init_weights()
@@ -145,6 +172,10 @@ def run_worker(config: str, args: argparse.Namespace) -> dict:
         times=times,
         params=sum(p.numel() for p in model.parameters()),
         block_params=_block_params(model),
+        c3_message_impls=sorted({
+            str(m.message_impl)
+            for m in model.modules() if type(m).__name__ == 'C3Block'
+        }),
         peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
         1024**2,
         threads=torch.get_num_threads())
@@ -163,6 +194,8 @@ def main(argv=None) -> None:
                '--iters', str(args.iters), '--device', args.device]
         if args.threads:
             cmd += ['--threads', str(args.threads)]
+        if args.c3_message_impl:
+            cmd += ['--c3-message-impl', args.c3_message_impl]
         print(f'running {config} ...', flush=True)
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                               env=dict(os.environ))
@@ -179,6 +212,8 @@ def main(argv=None) -> None:
           f'{args.images} image(s) {args.size}x{args.size}, {args.rois} '
           f'RoIs/image, pretrained off, device {args.device}, '
           f'{args.warmup} warm-up + {args.iters} timed iterations (median).')
+    if args.c3_message_impl:
+        print(f'C3Block message_impl: {args.c3_message_impl}')
     print()
     print('| config | params (M) | block params (M) | iter time (s) | '
           'time / baseline | peak RSS (GB) |')

@@ -29,17 +29,21 @@ def load_tool():
     return module
 
 
-@pytest.mark.parametrize('name,with_blocks', [('baseline', False),
-                                              ('c3', True)])
-def test_worker_times_one_training_iteration(name, with_blocks, tmp_path,
-                                             capsys):
+@pytest.mark.parametrize('name,with_blocks,impl', [
+    ('baseline', False, None),
+    ('c3', True, None),
+    ('c3', True, 'dense'),
+])
+def test_worker_times_one_training_iteration(name, with_blocks, impl,
+                                             tmp_path, capsys):
     small = shrink_config(
         Config.fromfile(str(ROOT / 'configs' / f'faster_rcnn_r101_{name}.py')))
     path = tmp_path / f'small_{name}.py'
     small.dump(str(path))
     tool = load_tool()
+    extra = ['--c3-message-impl', impl] if impl else []
     tool.main([str(path), '--worker', '--size', '64', '--rois', '4',
-               '--warmup', '0', '--iters', '2', '--threads', '1'])
+               '--warmup', '0', '--iters', '2', '--threads', '1'] + extra)
     lines = [line for line in capsys.readouterr().out.splitlines()
              if line.startswith('RESULT ')]
     assert len(lines) == 1
@@ -48,3 +52,7 @@ def test_worker_times_one_training_iteration(name, with_blocks, tmp_path,
     assert (result['block_params'] > 0) == with_blocks
     assert result['params'] > result['block_params']
     assert result['threads'] == 1
+    if impl:
+        assert result['c3_message_impls'] == [impl]
+    else:  # as configured
+        assert len(result['c3_message_impls']) == int(with_blocks)
