@@ -108,8 +108,9 @@ class PluginResLayer(ResLayer):
     """mmdet's RoI shared head (one ResNet stage) with block plugins.
 
     ``out = layer{stage+1}(x)``, each bottleneck ``relu(x' + p3(bn3(conv3(
-    p2(relu(bn2(conv2(p1(relu(bn1(conv1(x)))))))))))`` with ``p1/p2/p3`` the
-    plugins at ``after_conv1/2/3`` (identity if none).
+    p2(relu(bn2(conv2(p1(relu(bn1(conv1(x)))))))))))`` with ``x'`` the
+    identity or downsample branch and ``p1/p2/p3`` the plugins at
+    ``after_conv1/2/3`` (identity if none).
 
     Shape:
         - Input: ``(R, base_channels * 2**(stage-1) * 4, H, W)`` RoI
