@@ -349,6 +349,22 @@ def test_max_and_avg_pooling_differ(extent):
     assert (mx.gather(x) > avg.gather(x)).any()
 
 
+@pytest.mark.parametrize('variant', ['theta', 'theta+'])
+def test_parametric_global_gather_is_the_depthwise_conv(variant):
+    """The global gather is computed as a weighted sum; it must equal the
+    depthwise convolution it stands for, values and gradients."""
+    block = GEBlock(5, variant=variant, feat_size=(3, 4)).double().train()
+    conv, norm = block.gather_convs[0], block.gather_norms[0]
+    x = torch.randn(3, 5, 3, 4, dtype=torch.float64, requires_grad=True)
+    g = block.gather(x)
+    ref = norm(conv(x))
+    torch.testing.assert_close(g, ref)
+    gw, gx = torch.autograd.grad(g.pow(3).sum(), (conv.weight, x))
+    rw, rx = torch.autograd.grad(ref.pow(3).sum(), (conv.weight, x))
+    torch.testing.assert_close(gw, rw)
+    torch.testing.assert_close(gx, rx)
+
+
 def test_parametric_global_reduces_to_global_average():
     """A depthwise kernel of constant 1/(h*w) and an identity BN turn
     GE-theta (global) into GE-theta- (global, avg)."""
