@@ -21,9 +21,10 @@ Shapes (``--shapes``):
   2048.
 
 C3 uses a grid equal to the input size (7x7, 14x14, 41x41), so it does not
-resize. Its message passing holds an ``R x C x C`` attention per pass; a C3
-configuration whose attention alone would exceed ``--max-attention-gib`` is
-reported as skipped, not run.
+resize. ``c3`` runs C3's default message passing; ``c3:dense`` forces the
+exact one, which holds an ``R x C x C`` softmax per pass (``R x C x g`` with
+groups of ``g``): a dense configuration whose softmax alone would exceed
+``--max-attention-gib`` is reported as skipped, not run.
 
 Memory (reported in MiB, two measures):
 
@@ -71,12 +72,18 @@ SHAPES: Dict[str, dict] = {
                     desc='DeepLab-v2 res5, 321x321 crop, output stride 8'),
 }
 
-# name -> (block config builder from (channels, (h, w)), C3 group size or
-# None). The GE names read ge:<variant>:<extent>.
+# name -> block config from (channels, (h, w)). C3 names read
+# c3[:g<group size>][:dense]: without ':dense' C3 uses its default message
+# passing (``message_impl='auto'``), with it the exact C x C softmax. GE names
+# read ge:<variant>:<extent>.
 BLOCKS: Dict[str, Callable[[int, Tuple[int, int]], dict]] = {
     'c3': lambda c, hw: dict(type='C3Block', grid_size=hw),
+    'c3:dense': lambda c, hw: dict(type='C3Block', grid_size=hw,
+                                   message_impl='dense'),
     'c3:g512': lambda c, hw: dict(type='C3Block', grid_size=hw,
                                   group_size=512),
+    'c3:g512:dense': lambda c, hw: dict(type='C3Block', grid_size=hw,
+                                        group_size=512, message_impl='dense'),
     'se': lambda c, hw: dict(type='SEBlock'),
     'ce': lambda c, hw: dict(type='CEBlock'),
     'ge:theta-:global': lambda c, hw: dict(type='GEBlock'),
@@ -312,13 +319,13 @@ def run(args: argparse.Namespace) -> List[str]:
         for name in args.blocks:
             cfg = BLOCKS[name](c, (h, w))
             prefix = f'| {shape_str} | {name} |'
-            if cfg['type'] == 'C3Block':
+            if cfg.get('message_impl') == 'dense':
                 gib = c3_attention_gib(cfg, batch, c)
                 if gib > args.max_attention_gib:
                     rows.append(note_row(
                         prefix, f'skipped: one {batch}x{c}x'
                         f'{min(cfg.get("group_size") or c, c)} attention '
-                        f'tensor is {gib:.1f} GiB (> --max-attention-gib '
+                        f'tensor is {gib:.3g} GiB (> --max-attention-gib '
                         f'{args.max_attention_gib:g})'))
                     print('  ' + rows[-1], flush=True)
                     continue
@@ -368,8 +375,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=os.cpu_count(),
                         help='torch.set_num_threads (default: all cores)')
     parser.add_argument('--max-attention-gib', type=float, default=1.0,
-                        help='skip a C3 configuration whose R x C x C '
-                        '(or R x C x group) float32 attention tensor alone '
+                        help='skip a dense C3 configuration whose R x C x C '
+                        '(or R x C x group) float32 softmax tensor alone '
                         'exceeds this many GiB')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
                         else 'cpu', help='cpu or cuda')
