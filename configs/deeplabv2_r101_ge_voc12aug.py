@@ -14,10 +14,10 @@
 #   tools/dist_train.sh configs/deeplabv2_r101_ge_voc12aug.py 8
 #   tools/dist_test.sh  configs/deeplabv2_r101_ge_voc12aug.py \
 #       work_dirs/deeplabv2_r101_ge_voc12aug/iter_25000.pth 8
-# The recipe's exact batch 10 (5 GPUs x 2 images):
+# The recipe's exact batch 10 (5 GPUs x 2 images; lr scaled to 2.5e-4):
 #   tools/dist_train.sh configs/deeplabv2_r101_ge_voc12aug.py 5 \
-#       --cfg-options train_dataloader.batch_size=2 \
-#       optim_wrapper.optimizer.lr=2.5e-4 train_cfg.max_iters=20000
+#       --auto-scale-lr --cfg-options train_dataloader.batch_size=2 \
+#       train_cfg.max_iters=20000
 # Recipe, data layout and test mode: configs/_base_/deeplabv2_r101_voc12aug.py.
 _base_ = [
     './_base_/deeplabv2_r101_voc12aug.py',

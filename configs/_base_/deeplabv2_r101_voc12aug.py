@@ -10,8 +10,8 @@
 # Layout for 8 GPUs x 1 image (total batch 8): the recipe's batch 10 does not
 # divide over 8 GPUs, so the learning rate is scaled linearly (2.5e-4 x 8/10
 # = 2e-4) and the schedule lengthened to the same number of images (20k x 10
-# = 25k x 8, about 19 epochs). See the configs' headers for the exact
-# batch-10 command.
+# = 25k x 8, about 19 epochs). The exact batch-10 recipe (5 GPUs x 2) is one
+# command line away (see the configs' headers; auto_scale_lr below).
 #
 # The backbone is frozen except stage 4 (stem and stages 1-3 fixed, every BN
 # frozen: running statistics and affine parameters), as in the C3 and SE
@@ -146,6 +146,8 @@ optim_wrapper = dict(
             'decode_head.aspp.2.bias': dict(lr_mult=20., decay_mult=0.),
             'decode_head.aspp.3.bias': dict(lr_mult=20., decay_mult=0.),
         }))
+# `tools/train.py --auto-scale-lr` scales lr by (GPUs x batch_size) / 8.
+auto_scale_lr = dict(enable=False, base_batch_size=8)
 param_scheduler = [
     dict(type='PolyLR', eta_min=0., power=0.9, begin=0, by_epoch=False)
 ]  # `end` defaults to max_iters

@@ -92,6 +92,10 @@ def test_recipe(path):
     assert optimizer.weight_decay == 5e-4
     assert optimizer.lr == pytest.approx(2.5e-4 * 8 / 10)
     assert cfg.train_cfg.max_iters * 8 == 20000 * 10
+    # --auto-scale-lr on 5 GPUs x 2 images gives the recipe's 2.5e-4
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=8)
+    assert optimizer.lr * (5 * 2) / cfg.auto_scale_lr.base_batch_size == \
+        pytest.approx(2.5e-4)
     [poly] = cfg.param_scheduler
     assert poly.type == 'PolyLR' and poly.power == 0.9
     assert poly.eta_min == 0 and 'end' not in poly
