@@ -210,3 +210,6 @@ def test_shrunk_model_trains_and_predicts(path):
         with torch.no_grad():
             preds = model.test_step(data)
     assert len(preds) == len(data['data_samples'])
+    for pred in preds:  # detection / segmentation / classification output
+        assert any(key in pred for key in ('pred_instances', 'pred_sem_seg',
+                                           'pred_score')), pred.keys()
