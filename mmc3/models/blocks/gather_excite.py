@@ -125,6 +125,13 @@ class GEBlock(BaseModule):
         - The global parametric gather has fixed weights of size
           ``feat_size``; by default any other input size is an error (see
           ``size_mismatch``).
+        - Host interaction: an mmdet/mmseg ResNet with ``norm_eval=True``
+          (mmdet's default) puts every ``_BatchNorm`` below it in eval mode,
+          this block's included, so the gather's BN normalises with its
+          running statistics, which then never move from their initial
+          mean 0 / variance 1: it acts as a learnable per-channel affine map.
+          Pass ``norm_cfg=dict(type='GN', num_groups=...)`` (no batch
+          statistics) or set the host's ``norm_eval=False`` to change that.
     """
 
     _abbr_ = 'ge_block'

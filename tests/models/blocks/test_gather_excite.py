@@ -572,3 +572,23 @@ def test_as_mmdet_resnet_plugin(block_cfg):
     backbone, outs = run_as_mmdet_plugin(block_cfg)
     assert all(torch.isfinite(o).all() for o in outs)
     assert backbone.layer4[0].ge_block.in_channels == 256
+
+
+def test_host_norm_eval_freezes_the_gather_norm():
+    """Documented host interaction: mmdet's ``norm_eval=True`` puts the
+    gather's BN in eval mode, so its running statistics do not move."""
+    import mmc3  # noqa: F401
+    from mmdet.registry import MODELS as MMDET_MODELS
+    backbone = MMDET_MODELS.build(
+        dict(type='mmdet.ResNet', depth=50, base_channels=8, norm_eval=True,
+             init_cfg=None,
+             plugins=[dict(cfg=dict(type='GEBlock', extent=2,
+                                    variant='theta'),
+                           stages=(False, False, False, True),
+                           position='after_conv3')]))
+    backbone.train()
+    norm = backbone.layer4[0].ge_block.gather_norms[0]
+    assert not norm.training
+    backbone(torch.randn(2, 3, 64, 64))
+    torch.testing.assert_close(norm.running_mean, torch.zeros(256))
+    torch.testing.assert_close(norm.running_var, torch.ones(256))
