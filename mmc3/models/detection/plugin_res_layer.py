@@ -91,8 +91,9 @@ def _select_plugins(plugins: Optional[Sequence[dict]],
         plugin = dict(plugin)
         stages = plugin.pop('stages', None)
         if stages is not None:
-            if not isinstance(stages, (list, tuple)) or len(stages) not in (
-                    1, _RESNET_STAGES):
+            valid = isinstance(stages, (list, tuple)) and len(stages) in (
+                1, _RESNET_STAGES)
+            if not valid:
                 raise ValueError(
                     'PluginResLayer: plugin stages must be None, a 1-tuple '
                     f'or a {_RESNET_STAGES}-tuple of bools over the ResNet '
@@ -181,8 +182,8 @@ class PluginResLayer(ResLayer):
         if depth not in ResNet.arch_settings:
             raise ValueError('PluginResLayer: depth must be one of '
                              f'{sorted(ResNet.arch_settings)}, got {depth!r}')
-        if isinstance(base_channels, bool) or not isinstance(
-                base_channels, int):
+        if not isinstance(base_channels, int) or isinstance(
+                base_channels, bool):
             raise TypeError('PluginResLayer: base_channels must be a positive '
                             f'int, got {type(base_channels).__name__} '
                             f'{base_channels!r}')
