@@ -161,7 +161,8 @@ def _fmt_err(r):
 
 def main_table(args):
     results = []
-    print(f'# v ~ {args.dist} (std {0.14 if args.dist == "concentrated" else args.v_std}), '
+    std = 0.14 if args.dist == 'concentrated' else args.v_std
+    print(f'# v ~ {args.dist} (std {std}), '
           f'exclude_self={bool(args.exclude_self)}, tol={args.tol}, '
           f'repeat={args.repeat}, load average at start '
           f'{os.getloadavg()[0]:.2f}')

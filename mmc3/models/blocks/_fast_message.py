@@ -26,18 +26,21 @@ Method (:func:`fast_message`), per sample and channel group:
    ``reach + 1`` bins (found from the sorted ``v``), so that an outlier at
    ``v = 1e4`` costs one bin, not ``1e4 / h``.
 2. Source moments. ``A_b,k = sum_{j in b} (delta_j / r)^k z_j`` for
-   ``k = 0..p`` (``r = h / 2``): ``p + 1`` scatter-adds over the channels.
+   ``k = 0..p`` (``r = h / 2``): channels are sorted by bin and padded to
+   tiles of 16 rows within one bin, so this is one batched matrix product
+   over the tiles plus a sum of tiles per bin.
 3. Translation. For a target bin ``T`` and a source bin ``B = T - o``
    (``Delta = o h``), Taylor's theorem on ``K(Delta + sigma - delta)`` in
    ``t = sigma - delta`` truncated at order ``p`` gives
    ``K ~ sum_{m+k<=p} K^(m+k)(Delta) (-1)^k sigma^m delta^k / (m! k!)`` with
    ``K^(n)(x) = (-1)^n H_n(x) exp(-x^2)`` (physicists' Hermite). The local
    coefficients ``L_T,m = sum_{|o|<=R} sum_k M_o[m, k] A_{T-o},k`` are one
-   1-D convolution over the bin axis with a ``(p+1) x (p+1) x (2R+1)`` kernel.
-   Source bins more than ``R`` bins away are skipped.
-4. Evaluation. ``S_i = sum_m (sigma_i / r)^m L_{T(i),m}`` (Horner, ``p + 1``
-   gathers). Numerator and denominator are carried together by appending a
-   constant channel position of ones to ``z``.
+   1-D convolution over the bin axis with a ``(p+1) x (p+1) x (2R+1)`` kernel
+   (direct, or by FFT in float64 when that is cheaper). Source bins more than
+   ``R`` bins away are skipped.
+4. Evaluation. ``S_i = sum_m (sigma_i / r)^m L_{T(i),m}``: one batched
+   matrix product over the same tiles. Numerator and denominator are carried
+   together by appending a constant position of ones to ``z``.
 5. Self exclusion. The expansion is exact at ``t = 0``, so the self pair
    contributes ``1 * z_i`` to the numerator and ``1`` to the denominator;
    ``exclude_self`` subtracts exactly that. When every other channel is far
@@ -59,16 +62,23 @@ of a skipped bin ``exp(-(R h)^2)`` are both held below
 ``tol * d_min / (5 C)``; then numerator and denominator are off by at most
 ``0.4 tol d_min`` and the message by at most ``tol`` (``C`` = channels per
 group). Among bin widths ``h`` in ``(0.125, 0.25, 0.5, 1)`` the one with the
-smallest estimated cost (scatter/gather passes ``~ 2 (p+1) C P`` against the
-translation ``~ n_bins (2R+1) (p+1)^2 P``) is used, so concentrated ``v``
-(one or two bins) and spread ``v`` (tens of bins) are both cheap. Float32
-rounding sets a floor near ``1e-6``; float64 inputs are computed in float64.
+smallest estimated cost (moment and evaluation products ``~ (p+1) C P``
+against the translation ``~ G (2R+1) (p+1)^2 P`` directly or
+``~ (p+1) G log G P`` by FFT, ``G`` = bins after shortening empty runs) is
+used, so concentrated ``v`` (one or two bins) and spread ``v`` (tens of
+bins) are both cheap; e.g. ``tol = 1e-5``, ``C = 2048``, ``exclude_self``
+gives ``(h, p) = (0.125, 8), (0.25, 11), (0.5, 16)`` or ``(1, 25)``. The
+bound is conservative: measured errors are 1e-6 to 1e-8. Float32 rounding
+sets a floor near ``1e-6``; float64 inputs are computed in float64.
 
 When it pays (:func:`choose_message_impl`). The fast path costs ``O(C P p)``
-plus the sort, the dense path ``O(C^2 P)``. On the CPU the fast path wins
-from a few hundred channels per group (the measured crossover is
-``FAST_MIN_CHANNELS['cpu']``); 'auto' therefore keeps the dense path for
-small groups and switches to the fast one at and above the crossover.
+plus a sort, the dense path ``O(C^2 P)`` time and ``O(C^2)`` memory. On the
+CPU (2 cores, torch 2.9.1, forward+backward, ``P = 49``) the two break even
+near ``C = 256`` and the fast path is ahead from ``C = 384``
+(``FAST_MIN_CHANNELS['cpu']``); 'auto' keeps the dense path for smaller
+groups (``group_size=64`` stays dense even with 2048 channels). Costs that
+the fast path cannot avoid: a group with many isolated channels (e.g. ``v``
+spread over hundreds of units) gets their rows exactly, i.e. densely.
 
 Gradients. :class:`_GaussTransform` has a written backward (the gradient of
 the approximation itself, not of the exact softmax): the translation is its
@@ -78,7 +88,6 @@ intermediate ``(C, P)`` tensors.
 """
 import functools
 import math
-import warnings
 from typing import List, Optional, Tuple
 
 import torch
@@ -98,21 +107,21 @@ BIN_WIDTHS = (0.125, 0.25, 0.5, 1.0)
 MAX_ORDER = 40
 
 #: Smallest channel count per group from which 'auto' picks the fast path,
-#: per device type. CPU: measured crossover (2 cores, torch 2.9.1, P = 49 and
-#: P = 196, see ``tools/analysis_tools/benchmark_message_passing.py``). CUDA:
-#: not measured; chosen where the dense ``C x C`` intermediates of a batch of
+#: per device type. CPU: measured crossover (2 cores, torch 2.9.1, P = 49,
+#: forward+backward, ``benchmark_message_passing.py --crossover``). CUDA: not
+#: measured; chosen where the dense ``C x C`` intermediates of a batch of
 #: RoIs start to cost gigabytes.
 FAST_MIN_CHANNELS = {'cpu': 384, 'cuda': 1024}
 
 #: Accepted values of ``impl`` (and of ``C3Block``'s ``message_impl``).
 MESSAGE_IMPLS = ('auto', 'dense', 'fast')
 
-# Relative costs (measured on the CPU, single thread): one sparse
-# multiply-add of the moment/evaluation passes per channel, order and
-# position = 1; one multiply-add of the direct translation = 0.16; one bin of
-# the float64 FFT translation per order (transforms, products, copies) = 33.
-_CONV_COST = 0.16
-_FFT_COST = 33.0
+# Relative costs (measured on the CPU, single thread, 128 x 2048 x 49): the
+# tiled moment and evaluation products per channel, order and position = 1;
+# one multiply-add of the direct translation = 0.25; one bin of the float64
+# FFT translation per order (transforms, products, copies) = 80.
+_CONV_COST = 0.25
+_FFT_COST = 80.0
 
 
 def _kernel_derivatives(x: Tensor, order: int) -> Tensor:
@@ -274,7 +283,7 @@ def _translation_spectrum(h: float, order: int, taps: int, nfft: int,
 def _translation_cost(h: float, order: int, reach: int,
                       num_bins: int) -> Tuple[str, float]:
     """Cheaper way to translate (``'direct'`` or ``'fft'``) and its cost per
-    position, in units of one sparse multiply-add."""
+    position, in units of one multiply-add of the moment products."""
     taps = min(reach, num_bins - 1)
     direct = _CONV_COST * num_bins * (2 * taps + 1) * (order + 1)**2
     fft = _FFT_COST * (order + 1) * _fft_size(num_bins + 2 * taps)
@@ -298,14 +307,14 @@ def _translate(moments: Tensor,
     sparse neighbour's expansion).
 
     Shape:
-        - moments: ``(p + 1, B * G, Q)`` (``G`` bins per group, ``Q``
+        - moments: ``(B * G, p + 1, Q)`` (``G`` bins per group, ``Q``
           positions incl. the denominator column)
         - output: same, contiguous
     """
-    order1, _, q = moments.shape
+    _, order1, q = moments.shape
     taps = min(reach, num_bins - 1)
-    # (p+1, B*G, Q) -> (p+1, B, G, Q) -> (B, Q, p+1, G)
-    x = moments.view(order1, batch, num_bins, q).permute(1, 3, 0, 2)
+    # (B*G, p+1, Q) -> (B, G, p+1, Q) -> (B, Q, p+1, G)
+    x = moments.view(batch, num_bins, order1, q).permute(0, 3, 2, 1)
     if method is None:
         method = _translation_cost(h, order, reach, num_bins)[0]
     if method == 'direct':
@@ -324,59 +333,98 @@ def _translate(moments: Tensor,
         del xf
         y = torch.fft.irfft(yf, n=nfft, dim=-1)[..., taps:taps + num_bins]
         y = y.to(moments.dtype)
-    # (B, Q, p+1, G) -> (p+1, B, G, Q) -> (p+1, B*G, Q)
-    y = y.permute(2, 0, 3, 1).contiguous()
-    return y.view(order1, batch * num_bins, q)
+    # (B, Q, p+1, G) -> (B, G, p+1, Q) -> (B*G, p+1, Q)
+    y = y.permute(0, 3, 2, 1).contiguous()
+    return y.view(batch * num_bins, order1, q)
 
 
-def _sparse_maps(offsets: Tensor, rows: Tensor, num_rows: int, order: int,
-                 slope: bool = False) -> Tuple[Optional[Tensor], Tensor]:
-    """Sparse (CSR) matrices of the moment and evaluation passes.
+#: Rows per tile of the moment and evaluation products (see :class:`_Tiles`).
+TILE = 16
 
-    ``moment[(k, row), i] = offsets_i^k`` if ``rows_i = row``, so that
-    ``moment @ values`` gives every moment ``A_row,k`` in one sparse product;
-    ``evaluate[i, (m, row)] = offsets_i^m`` if ``rows_i = row`` (the
-    transpose), so that ``evaluate @ local`` evaluates every target's local
-    expansion. With ``slope`` the evaluation values are the derivatives
-    ``m offsets_i^(m-1)`` (for the backward) and no moment matrix is built.
+
+class _Tiles:
+    """Channels sorted by bin and padded so that each tile of :data:`TILE`
+    rows holds channels of one bin only.
+
+    Then the moments of a bin are a sum over its tiles of small dense
+    products ``powers_tile^T @ values_tile`` and the evaluation of a tile is
+    ``powers_tile @ local_bin``: batched matrix products (``bmm``) instead of
+    scatters or sparse products. Padding rows are zero and dropped.
 
     Shape:
-        - offsets, rows: ``(R,)``
-        - moment: ``((p + 1) * num_rows, R)``
-        - evaluate: ``(R, (p + 1) * num_rows)``
+        - rows: ``(R,)`` bin row of every channel (``< num_rows``)
+        - pos: ``(R,)`` padded position of every channel
+        - tile_bin: ``(num_tiles,)`` bin row of every tile
     """
-    count = rows.numel()
-    dev = rows.device
-    big = (order + 1) * max(count, num_rows) >= 2**31 - 1
-    itype = torch.int64 if big else torch.int32
-    ks = torch.arange(order + 1, device=dev)
-    if slope:
-        powers = ks * offsets[:, None]**(ks - 1).clamp(min=0)  # (R, p+1)
-    else:
-        powers = offsets[:, None]**ks  # (R, p+1)
-    with warnings.catch_warnings():
-        # torch flags its sparse CSR support as beta
-        warnings.simplefilter('ignore', UserWarning)
-        ev_crow = torch.arange(0, (order + 1) * count + 1, order + 1,
-                               device=dev, dtype=itype)
-        ev_col = (rows[:, None] + ks * num_rows).to(itype)  # (R, p+1)
-        evaluate = torch.sparse_csr_tensor(
-            ev_crow, ev_col.reshape(-1), powers.reshape(-1),
-            size=(count, (order + 1) * num_rows))
-        if slope:
-            return None, evaluate
+
+    def __init__(self, rows: Tensor, num_rows: int) -> None:
+        count = rows.numel()
         perm = torch.sort(rows, stable=True)[1]
-        powers = offsets[perm][None, :]**ks[:, None]  # (p+1, R), bin order
-        crow = torch.zeros(num_rows + 1, dtype=itype, device=dev)
-        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
-        mom_crow = torch.cat([
-            (crow[:-1][None, :] + ks[:, None].to(itype) * count).reshape(-1),
-            crow.new_full((1, ), (order + 1) * count)
-        ])
-        moment = torch.sparse_csr_tensor(
-            mom_crow, perm.to(itype).repeat(order + 1), powers.reshape(-1),
-            size=((order + 1) * num_rows, count))
-    return moment, evaluate
+        per_bin = torch.bincount(rows, minlength=num_rows)  # (num_rows,)
+        tiles_per_bin = (per_bin + TILE - 1) // TILE
+        first_tile = torch.cumsum(tiles_per_bin, 0) - tiles_per_bin
+        first_row = torch.cumsum(per_bin, 0) - per_bin
+        sorted_rows = rows[perm]
+        rank = torch.arange(count, device=rows.device) - first_row[sorted_rows]
+        pos_sorted = first_tile[sorted_rows] * TILE + rank
+        self.pos = torch.empty_like(pos_sorted).scatter_(0, perm, pos_sorted)
+        self.num_tiles = int(tiles_per_bin.sum())
+        self.tile_bin = torch.repeat_interleave(
+            torch.arange(num_rows, device=rows.device), tiles_per_bin)
+        self.num_rows = num_rows
+
+    def pad(self, x: Tensor) -> Tensor:
+        """``(R, Q) -> (num_tiles, TILE, Q)``, zeros in the padding."""
+        out = x.new_zeros(self.num_tiles * TILE, x.shape[1])
+        out.index_copy_(0, self.pos, x)
+        return out.view(self.num_tiles, TILE, x.shape[1])
+
+    def unpad(self, y: Tensor) -> Tensor:
+        """``(num_tiles, TILE, Q) -> (R, Q)``."""
+        return y.reshape(-1, y.shape[-1]).index_select(0, self.pos)
+
+    def moments(self, powers: Tensor, values: Tensor) -> Tensor:
+        """``A[row, k] = sum_{i in row} powers[i, k] values[i]``.
+
+        Shape:
+            - powers: ``(num_tiles, TILE, p + 1)`` (padded); values: ``(R, Q)``
+            - output: ``(num_rows, p + 1, Q)``
+        """
+        # (T, p+1, TILE) @ (T, TILE, Q) -> (T, p+1, Q)
+        per_tile = torch.bmm(powers.transpose(1, 2), self.pad(values))
+        out = values.new_zeros(self.num_rows, *per_tile.shape[1:])
+        return out.index_add_(0, self.tile_bin, per_tile)
+
+    def evaluate(self, powers: Tensor, local: Tensor) -> Tensor:
+        """``S[i] = sum_m powers[i, m] local[row_i, m]``.
+
+        Shape:
+            - powers: ``(num_tiles, TILE, p + 1)``; local:
+              ``(num_rows, p + 1, Q)``
+            - output: ``(R, Q)``
+        """
+        # (T, TILE, p+1) @ (T, p+1, Q) -> (T, TILE, Q)
+        return self.unpad(
+            torch.bmm(powers, local.index_select(0, self.tile_bin)))
+
+
+def _powers(offsets: Tensor, order: int, slope: bool = False) -> Tensor:
+    """``offsets^m`` (or ``m offsets^(m-1)`` with ``slope``), ``m = 0..p``.
+
+    Shape:
+        - offsets: ``(R,)``
+        - output: ``(R, p + 1)``
+    """
+    count = offsets.numel()
+    # 1, x, x^2, ... by a running product
+    powers = torch.cumprod(
+        torch.cat([offsets.new_ones(count, 1),
+                   offsets[:, None].expand(count, order)], dim=1), dim=1)
+    if slope:
+        ks = torch.arange(1, order + 1, device=offsets.device)
+        powers = torch.cat([offsets.new_zeros(count, 1),
+                            powers[:, :order] * ks], dim=1)
+    return powers
 
 
 class _GaussTransform(torch.autograd.Function):
@@ -393,44 +441,39 @@ class _GaussTransform(torch.autograd.Function):
                 expansion: Tuple[float, int, int], batch: int,
                 num_bins: int) -> Tensor:
         order = expansion[1]
-        num_rows = batch * num_bins
-        moment, evaluate = _sparse_maps(offsets, rows, num_rows, order)
-        # ((p+1) * B*G, R) @ (R, Q) -> (p+1, B*G, Q)
-        moments = (moment @ values).view(order + 1, num_rows, -1)
+        tiles = _Tiles(rows, batch * num_bins)
+        powers = tiles.pad(_powers(offsets, order))  # (T, TILE, p+1)
+        moments = tiles.moments(powers, values)  # (B*G, p+1, Q)
         local = _translate(moments, *expansion, batch, num_bins)
         del moments
-        # (R, (p+1) * B*G) @ ((p+1) * B*G, Q) -> (R, Q)
-        out = evaluate @ local.view((order + 1) * num_rows, -1)
-        ctx.save_for_backward(values, offsets, rows, local)
-        ctx.maps = (moment, evaluate)
+        out = tiles.evaluate(powers, local)  # (R, Q)
+        ctx.save_for_backward(values, offsets, powers, local)
+        ctx.tiles = tiles
         ctx.expansion, ctx.batch, ctx.num_bins = expansion, batch, num_bins
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        values, offsets, rows, local = ctx.saved_tensors
-        moment, evaluate = ctx.maps
+        values, offsets, powers, local = ctx.saved_tensors
+        tiles = ctx.tiles
         order = ctx.expansion[1]
-        num_rows = ctx.batch * ctx.num_bins
         grad_out = grad_out.contiguous()
         need_values, need_offsets = ctx.needs_input_grad[:2]
         grad_values = grad_offsets = None
         # The adjoint of the evaluation is the moment pass, and the
         # translation is its own adjoint (K is even).
-        grad_moments = (moment @ grad_out).view(order + 1, num_rows, -1)
+        grad_moments = tiles.moments(powers, grad_out)
         grad_local = _translate(grad_moments, *ctx.expansion, ctx.batch,
-                                ctx.num_bins).view((order + 1) * num_rows,
-                                                   -1)
+                                ctx.num_bins)
         del grad_moments
         if need_values:
-            grad_values = evaluate @ grad_local
+            grad_values = tiles.evaluate(powers, grad_local)
         if need_offsets:
-            _, slope = _sparse_maps(offsets, rows, num_rows, order,
-                                    slope=True)
+            slope = tiles.pad(_powers(offsets, order, slope=True))
             # target side: d S_i / d sigma_i; source side: d A / d delta_j
-            flat_local = local.view((order + 1) * num_rows, -1)
-            grad_offsets = ((slope @ flat_local) * grad_out).sum(dim=1)
-            grad_offsets += ((slope @ grad_local) * values).sum(dim=1)
+            grad_offsets = (tiles.evaluate(slope, local) * grad_out).sum(1)
+            grad_offsets += (tiles.evaluate(slope, grad_local) *
+                             values).sum(1)
         return grad_values, grad_offsets, None, None, None, None
 
 
@@ -439,7 +482,8 @@ def _check_args(caller: str, z: Tensor, exclude_self: bool,
     """Validate the arguments shared by the public functions."""
     if not isinstance(z, Tensor) or z.dim() != 3:
         shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-        raise ValueError(f'{caller}: z must be a (N, C, P) tensor, got {shape}')
+        raise ValueError(
+            f'{caller}: z must be a (N, C, P) tensor, got {shape}')
     if not isinstance(exclude_self, bool):
         raise TypeError(f'{caller}: exclude_self must be a bool, got '
                         f'{type(exclude_self).__name__} {exclude_self!r}')
@@ -576,16 +620,14 @@ def fast_message(z: Tensor,
         sums = sums.view(batch, cg, p + 1)
         num, den = sums[..., :p], sums[..., p:]
         if exclude_self:
-            # the expansion is exact at t = 0: the self pair adds z_i and 1
-            num = num - zc
-            den = den - 1
-            # isolated rows are replaced below; a safe denominator keeps
+            # the expansion is exact at t = 0: the self pair adds z_i and 1;
+            # isolated rows are replaced below, and a safe denominator keeps
             # their (discarded) expansion out of the gradient (no 0 / 0)
             isolated = _isolated(v_sorted, perm)
-            den = den.masked_fill(isolated.unsqueeze(2), 1.0)
-        message = num / den
-        if exclude_self:
-            message = _patch_isolated(message, zc, v, isolated)
+            den = (den - 1).masked_fill(isolated.unsqueeze(2), 1.0)
+            message = _patch_isolated((num - zc) / den, zc, v, isolated)
+        else:
+            message = num / den
     return message.to(z.dtype).reshape(n, c, p)
 
 
@@ -630,11 +672,12 @@ def choose_message_impl(num_channels: int, num_positions: int,
                         device: torch.device) -> str:
     """Return ``'fast'`` or ``'dense'`` for a group of ``num_channels``.
 
-    Dense costs ``~ C^2 (P + c_exp)`` per group, fast ``~ C P p`` plus the
-    sort; the crossover in ``C`` hardly depends on ``P``, so the rule is a
-    channel threshold per device type (:data:`FAST_MIN_CHANNELS`), measured
-    on the CPU with ``tools/analysis_tools/benchmark_message_passing.py``.
-    Devices without an entry use the CUDA threshold.
+    Dense costs ``~ C^2 (P + c_exp)`` per group, fast ``~ C P p`` plus a
+    sort: both are linear in ``P`` (the dense softmax adds a ``C^2`` term
+    that only favours the fast path at small ``P``), so the rule is a channel
+    threshold per device type (:data:`FAST_MIN_CHANNELS`), measured on the
+    CPU with ``tools/analysis_tools/benchmark_message_passing.py
+    --crossover``. Devices without an entry use the CUDA threshold.
 
     Args:
         num_channels (int): Channels per group ``C``.
