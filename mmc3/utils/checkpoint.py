@@ -38,6 +38,11 @@ TORCH_TRUST_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 _MMENGINE_CHECKPOINT_GLOBALS: Tuple[Tuple[str, str], ...] = (
     # MessageHub.log_scalars: {name: HistoryBuffer}
     ('mmengine.logging.history_buffer', 'HistoryBuffer'),
+    # A HistoryBuffer's ``statistics_methods`` dict holds its methods,
+    # pickled as ``getattr(HistoryBuffer, 'min')``. Allowing ``getattr`` only
+    # lets a pickle look attributes up: the unpickler still calls nothing but
+    # allow-listed callables, so the result can be stored but never run.
+    ('builtins', 'getattr'),
     # HistoryBuffer stores numpy arrays; runtime info holds numpy scalars.
     ('numpy', 'ndarray'),
     ('numpy', 'dtype'),
