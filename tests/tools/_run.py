@@ -1,0 +1,34 @@
+"""Running the tools as subprocesses from the tests."""
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOLS = osp.join(ROOT, 'tools')
+
+
+def free_port() -> str:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
+
+
+def run(cmd, cwd, timeout=600, check=True, **env_overrides):
+    """Run ``cmd`` with this interpreter as PYTHON; return (returncode, output)."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
+               PYTHON=sys.executable, **env_overrides)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+    if check:
+        assert proc.returncode == 0, (f'{cmd} exited {proc.returncode}:\n'
+                                      f'{proc.stdout[-6000:]}')
+    return proc.returncode, proc.stdout
+
+
+def generate(out, *args):
+    return run([sys.executable,
+                osp.join(TOOLS, 'misc', 'generate_synthetic_data.py'),
+                '--out', str(out), *map(str, args)], cwd=ROOT)[1]
