@@ -23,7 +23,7 @@ _base_ = '../faster_rcnn_r101_baseline_voc0712.py'
 data_root = 'work_dirs/quickstart/data/VOCdevkit/'
 base_channels = 16
 norm_cfg = dict(type='BN', requires_grad=True)
-max_iters = 300
+max_iters = 150
 
 model = dict(
     backbone=dict(
