@@ -38,10 +38,6 @@ TORCH_TRUST_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 _MMENGINE_CHECKPOINT_GLOBALS: Tuple[Tuple[str, str], ...] = (
     # MessageHub.log_scalars: {name: HistoryBuffer}
     ('mmengine.logging.history_buffer', 'HistoryBuffer'),
-    # HistoryBuffer._statistics_methods maps names to its own functions,
-    # pickled as getattr(HistoryBuffer, 'min'). The unpickler only calls
-    # allow-listed callables, so the attribute fetched cannot be called.
-    ('builtins', 'getattr'),
     # A HistoryBuffer's ``statistics_methods`` dict holds its methods,
     # pickled as ``getattr(HistoryBuffer, 'min')``. Allowing ``getattr`` only
     # lets a pickle look attributes up: the unpickler still calls nothing but
