@@ -16,7 +16,8 @@
 #   (frozen random stages would give a fixed random feature extractor);
 # - images at their generated size (160x128), anchors 16-64 px, fewer
 #   proposals and RoIs;
-# - a short iteration schedule with warm-up, one evaluation at the end;
+# - a short iteration schedule (150 iterations) with warm-up, one evaluation
+#   at the end;
 # - ConcatDataset ignores VOCDataset's per-year `dataset_type` metainfo
 #   (otherwise VOC2007 + VOC2012 refuse to concatenate).
 _base_ = '../faster_rcnn_r101_baseline_voc0712.py'
