@@ -19,7 +19,9 @@ environment variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` that torch itself
 reads. Both run arbitrary pickled code: only use them on files you trust.
 """
 import importlib
+import inspect
 import os
+import pickle
 from typing import Any, List, Tuple
 
 import torch
@@ -38,11 +40,8 @@ TORCH_TRUST_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 _MMENGINE_CHECKPOINT_GLOBALS: Tuple[Tuple[str, str], ...] = (
     # MessageHub.log_scalars: {name: HistoryBuffer}
     ('mmengine.logging.history_buffer', 'HistoryBuffer'),
-    # A HistoryBuffer's ``statistics_methods`` dict holds its methods,
-    # pickled as ``getattr(HistoryBuffer, 'min')``. Allowing ``getattr`` only
-    # lets a pickle look attributes up: the unpickler still calls nothing but
-    # allow-listed callables, so the result can be stored but never run.
-    ('builtins', 'getattr'),
+    # (its ``statistics_methods`` are pickled as ``getattr(HistoryBuffer,
+    # 'min')``: see _history_buffer_getattr, allowed under getattr's name)
     # HistoryBuffer stores numpy arrays; runtime info holds numpy scalars.
     ('numpy', 'ndarray'),
     ('numpy', 'dtype'),
@@ -80,6 +79,31 @@ def mmengine_checkpoint_safe_globals() -> List[Any]:
     return found
 
 
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` as a checkpoint may call it: HistoryBuffer statistics only.
+
+    A ``HistoryBuffer`` pickles its statistics methods as
+    ``getattr(HistoryBuffer, 'min')``, so ``builtins.getattr`` must resolve.
+    The real ``getattr`` must not be allow-listed: with it a pickle reaches
+    any function's ``__globals__`` and ``builtins.exec`` and, by replacing a
+    module global that an allow-listed rebuild function calls, runs code
+    under ``weights_only=True``. This stand-in is registered under
+    getattr's name and only returns plain functions of ``HistoryBuffer``
+    whose names are public (``min``, ``max``, ``current``, ``mean`` and
+    registered statistics).
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if (obj is HistoryBuffer and isinstance(name, str)
+            and not name.startswith('_')):
+        value = inspect.getattr_static(HistoryBuffer, name, None)
+        if inspect.isfunction(value):
+            return value
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}); only public '
+        'HistoryBuffer methods are allowed when loading with '
+        'weights_only=True (use --trust-checkpoint for trusted files)')
+
+
 def register_checkpoint_safe_globals() -> List[Any]:
     """Allow-list the types mmengine's checkpoints need, keep weights_only.
 
@@ -93,7 +117,8 @@ def register_checkpoint_safe_globals() -> List[Any]:
     safe = mmengine_checkpoint_safe_globals()
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is not None:  # torch < 2.4 has no allow-list (and no default)
-        add(safe)
+        # (object, name) pairs need torch >= 2.5
+        add(safe + [(_history_buffer_getattr, 'builtins.getattr')])
     return safe
 
 

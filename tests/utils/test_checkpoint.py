@@ -110,3 +110,67 @@ def test_trust_opt_out_loads_legacy_pickles(tmp_path):
         trust_checkpoints(False)
     assert marker.exists()
     assert TORCH_TRUST_ENV not in os.environ
+
+
+def _getattr_exploit(marker: str) -> bytes:
+    """A weights-only pickle that runs ``touch marker`` if ``getattr`` is the
+    real builtin: it fetches ``torch._utils``' globals and ``builtins.exec``
+    through getattr, points ``torch._utils.torch.nn.Parameter`` at exec (via
+    HistoryBuffer objects, whose state the unpickler may set) and calls the
+    allow-listed ``_rebuild_parameter(code, {}, None)``."""
+
+    def glob(module, name):
+        return b'c' + module.encode() + b'\n' + name.encode() + b'\n'
+
+    def text(value):
+        data = value.encode()
+        return b'X' + len(data).to_bytes(4, 'little') + data
+
+    getattr_ = glob('builtins', 'getattr')
+    buffer = glob('mmengine.logging.history_buffer', 'HistoryBuffer') + b')R'
+    exec_ = (getattr_ + getattr_ + getattr_ + text('__self__') + b'\x86R' +
+             text('exec') + b'\x86R')
+    fake_parameter = buffer + b'}' + text('Parameter') + exec_ + b'sb'
+    fake_torch = buffer + b'}' + text('nn') + fake_parameter + b'sb'
+    code = f"import os; os.system('touch {marker}')"
+    return (b'\x80\x02' + getattr_ + glob('torch._utils', '_rebuild_parameter')
+            + text('__globals__') + b'\x86R' + text('torch') + fake_torch +
+            b's' + glob('torch._utils', '_rebuild_parameter') + text(code) +
+            b'}N\x87R.')
+
+
+def test_getattr_chain_cannot_run_code(tmp_path):
+    """HistoryBuffer needs ``getattr`` by name; the real builtin would let a
+    crafted checkpoint run code under weights_only=True (checked in a child
+    process: a successful exploit rewires torch)."""
+    import subprocess
+    import sys
+    import zipfile
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    with zipfile.ZipFile(path, 'w') as archive:
+        archive.writestr('evil/data.pkl', _getattr_exploit(str(marker)))
+        archive.writestr('evil/byteorder', 'little')
+        archive.writestr('evil/version', '3\n')
+    script = ('import pickle, torch, mmc3.utils\n'
+              'try:\n'
+              f'    torch.load({str(path)!r})\n'
+              'except pickle.UnpicklingError as e:\n'
+              '    print("refused:", e)\n')
+    proc = subprocess.run([sys.executable, '-c', script],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=300)
+    assert not marker.exists(), proc.stdout[-3000:]
+    assert 'refused:' in proc.stdout, proc.stdout[-3000:]
+    assert "getattr(<function _rebuild_parameter" in proc.stdout
+
+
+def test_history_buffer_getattr_allows_only_its_statistics():
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    from mmc3.utils.checkpoint import _history_buffer_getattr
+    assert _history_buffer_getattr(HistoryBuffer, 'min') is HistoryBuffer.min
+    for obj, name in ((HistoryBuffer, '__init__'), (HistoryBuffer, '_data'),
+                      (os, 'system'), (torch.load, '__globals__')):
+        with pytest.raises(pickle.UnpicklingError, match='only public'):
+            _history_buffer_getattr(obj, name)
