@@ -207,3 +207,24 @@ def test_classifier_learning_rates():
             assert group['weight_decay'] == 0, name
         else:
             assert group['lr'] == pytest.approx(base_lr), name
+
+
+def test_quickstart_fragment_is_small_and_download_free():
+    from mmseg.registry import MODELS
+    path = osp.join(ROOT, 'configs', '_base_',
+                    'deeplabv2_quickstart_synthetic.py')
+    cfg = _config(path)
+    assert cfg.model.backbone.init_cfg is None
+    assert cfg.model.decode_head.type == 'DeepLabV2Head'
+    assert cfg.model.backbone.frozen_stages == 3
+    [dataset] = cfg.train_dataloader.dataset.datasets
+    assert not osp.isabs(dataset.data_root)
+    assert cfg.test_dataloader.dataset.data_root == dataset.data_root
+    model = MODELS.build(cfg.model)
+    model.eval()
+    with torch.no_grad():
+        [feat] = model.backbone(torch.zeros(1, 3, *cfg.crop_size))
+        scores = model.decode_head([feat])
+    # a C3 variant of the quickstart uses grid_size=(16, 16)
+    assert feat.shape[1:] == (cfg.model.decode_head.in_channels, 16, 16)
+    assert scores.shape == (1, 21, 16, 16)
