@@ -17,8 +17,9 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-from mmc3.utils import (LAUNCHERS, check_dataset_paths, prepare_distributed,
-                        trust_checkpoints)
+# mmengine's launchers (mmc3.utils.LAUNCHERS): spelled out so that a bad
+# command line fails before mmc3 (and with it mmdet/mmseg) is imported
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 # Visualization hooks of the three codebases: the keys that turn drawing on
 # and where each writes its images (relative to the run's log dir).
@@ -96,6 +97,8 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mmc3.utils import (check_dataset_paths, prepare_distributed,
+                            trust_checkpoints)
     if args.trust_checkpoint:
         trust_checkpoints()
     cfg = build_cfg(args)
