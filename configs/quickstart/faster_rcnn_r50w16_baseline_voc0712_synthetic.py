@@ -18,8 +18,8 @@
 #   proposals and RoIs;
 # - a short iteration schedule (150 iterations) with warm-up, one evaluation
 #   at the end;
-# - ConcatDataset ignores VOCDataset's per-year `dataset_type` metainfo
-#   (otherwise VOC2007 + VOC2012 refuse to concatenate).
+# - the VOC2007 + VOC2012 ConcatDataset is restated with the shrunk pipeline
+#   (ignore_keys=['dataset_type'] as in mmdet's voc0712 dataset base).
 _base_ = '../faster_rcnn_r101_baseline_voc0712.py'
 data_root = 'work_dirs/quickstart/data/VOCdevkit/'
 base_channels = 16
