@@ -4,8 +4,13 @@ Importing the package registers every block in mmengine's root ``MODELS``
 registry and every host (plugin-aware backbones, heads) in the registry of
 the codebase it serves, so configs only need
 ``custom_imports = dict(imports=['mmc3'], allow_failed_imports=False)``.
+It also allow-lists the types of mmengine's training checkpoints for
+``torch.load(weights_only=True)`` (see :mod:`mmc3.utils.checkpoint`), so
+``load_from`` and ``resume`` work on torch >= 2.6 without unpickling
+arbitrary code.
 """
 from . import models  # noqa: F401  (registers everything)
+from . import utils  # noqa: F401  (safe checkpoint allow-list)
 from .version import __version__
 
-__all__ = ['__version__', 'models']
+__all__ = ['__version__', 'models', 'utils']
