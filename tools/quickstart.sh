@@ -2,8 +2,10 @@
 # README command 1: create the environment if it is missing, generate a small
 # synthetic VOC-format dataset, train the baseline and C3 variants of the
 # shrunk Faster R-CNN R-101 C4 detector with the real distributed launcher
-# (2 processes: gloo on a CPU, nccl on GPUs), evaluate each checkpoint with
-# the upstream VOC metric and print a table (variant, mAP, train time, params).
+# (2 processes: gloo on a CPU, nccl on GPUs), the same for the shrunk
+# DeepLab-v2 baseline and C3 segmenters, evaluate each checkpoint with the
+# upstream metrics (VOC mAP, mIoU) and print a table (variant, metric, train
+# time, params).
 #
 #   bash tools/quickstart.sh
 #
@@ -23,6 +25,8 @@ cd "$ROOT"
 VARIANTS=(
     "baseline configs/quickstart/faster_rcnn_r50w16_baseline_voc0712_synthetic.py pascal_voc/mAP"
     "c3       configs/quickstart/faster_rcnn_r50w16_c3_voc0712_synthetic.py       pascal_voc/mAP"
+    "seg_baseline configs/quickstart/deeplabv2_r50w8_baseline_voc12_synthetic.py  mIoU"
+    "seg_c3       configs/quickstart/deeplabv2_r50w8_c3_voc12_synthetic.py        mIoU"
 )
 
 GPUS=${QUICKSTART_GPUS:-2}
@@ -68,7 +72,7 @@ for row in "${VARIANTS[@]}"; do
     fi
     say "$name trained in ${seconds}s; evaluating $ckpt (log: $work/test.log)"
     bash tools/dist_test.sh "$config" "$ckpt" "$GPUS" --work-dir "$work/test" \
-        2>&1 | tee "$work/test.log" | grep --line-buffered -E 'Iter\(test\) \[[0-9]+/[0-9]+\] .*mAP|Error|error:' || true
+        2>&1 | tee "$work/test.log" | grep --line-buffered -E 'Iter\(test\) \[[0-9]+/[0-9]+\] .*(mAP|mIoU)|Error|error:' || true
     rows+=("$name" "$config" "$metric" "$work/test" "$seconds")
 done
 
