@@ -18,11 +18,18 @@ from typing import Optional
 def read_metric(test_work_dir: str, metric: str) -> Optional[float]:
     """The ``metric`` value of the newest test run in ``test_work_dir``."""
     runs = sorted(glob.glob(osp.join(test_work_dir, '*', '*.json')))
+    decoder = json.JSONDecoder()
     for path in reversed(runs):
         with open(path) as f:
             for line in f:
-                record = json.loads(line)
-                if metric in record:
+                # Under a multi-process test every rank may append the same
+                # record to the file (mmseg's visualizer exists on each rank),
+                # leaving a line with trailing bytes: read the first object.
+                try:
+                    record, _ = decoder.raw_decode(line.strip())
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and metric in record:
                     return float(record[metric])
     return None
 
