@@ -7,34 +7,22 @@
 # (PluginResLayer), one set of block fragments and the same 7x7 stage-4 maps.
 #
 # Delta over mmdet's mask-rcnn_r50-caffe-c4_1x_coco:
-# - ResNet-101 (caffe style, Detectron2's ImageNet weights) instead of R-50;
-# - the backbone runs stem + stages 1-3, all frozen (frozen_stages=3);
-# - stage 4 is mmc3's PluginResLayer (plugins added by each leaf config). The
-#   upstream Mask R-CNN C4 model loads no pretrained weights into the shared
-#   head (Kaiming init); here stage 4 loads the same ImageNet checkpoint as the
-#   backbone, as in the Faster R-CNN C4 recipe;
+# - the ResNet-101 C4 host of ./r101_c4_host.py: R-101 caffe weights,
+#   stem + stages 1-3 frozen, stage 4 = PluginResLayer (blocks added by each
+#   leaf config). The upstream Mask R-CNN C4 model loads no pretrained
+#   weights into the shared head; here stage 4 loads the ImageNet checkpoint,
+#   as in the Faster R-CNN C4 recipe;
 # - the CE paper's Mask R-CNN schedule (Shao et al., ICML 2020, appendix G):
 #   24 epochs, lr 0.02, x0.1 after epochs 16 and 22, 8 GPUs x 2 images.
 # Batch: 2 images per GPU; with 8 GPUs (tools/dist_train.sh CFG 8) that is the
 # total batch of 16 for lr 0.02.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.py',
+    './r101_c4_host.py'
+]
 custom_imports = dict(imports=['mmc3'], allow_failed_imports=False)
 
-model = dict(
-    backbone=dict(
-        depth=101,
-        frozen_stages=3,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='open-mmlab://detectron2/resnet101_caffe')),
-    roi_head=dict(
-        shared_head=dict(
-            type='PluginResLayer',
-            depth=101,
-            plugins=None,
-            init_cfg=dict(
-                type='Pretrained',
-                checkpoint='open-mmlab://detectron2/resnet101_caffe'))))
+model = _base_.r101_c4_host
 
 train_dataloader = dict(batch_size=2)
 max_epochs = 24
