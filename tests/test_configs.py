@@ -46,15 +46,6 @@ REQUIRED = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors on a shared 2-core machine: threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _id(path: Path) -> str:
     return str(path.relative_to(CONFIG_DIR))
 

@@ -94,16 +94,6 @@ def _distribution(name: str, n: int, c: int) -> torch.Tensor:
     raise KeyError(name)
 
 
-@pytest.fixture
-def single_thread():
-    """Finite-difference checks run many tiny evaluations; one thread avoids
-    waking a thread pool for each of them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 DISTRIBUTIONS = ('concentrated', 'spread', 'normal2', 'bimodal', 'all_equal',
                  'one_outlier', 'ties', 'clusters_far', 'isolated_near_crowd',
                  'large_offset')
@@ -238,7 +228,7 @@ def test_truncation_error_table_decreases_and_bounds_a_direct_check():
         assert (approx - exact).abs().max() <= fm._truncation_error(h, order)
 
 
-def test_gauss_transform_backward_gradcheck(single_thread):
+def test_gauss_transform_backward_gradcheck():
     """The written backward against finite differences of the forward."""
     batch, c, q = 2, 7, 2
     h, order, reach = 0.5, 6, 5
@@ -265,7 +255,7 @@ def test_gauss_transform_backward_gradcheck(single_thread):
 
 @pytest.mark.parametrize('exclude_self', [True, False])
 @pytest.mark.parametrize('group_size', [None, 3])
-def test_fast_message_gradcheck(exclude_self, group_size, single_thread):
+def test_fast_message_gradcheck(exclude_self, group_size):
     """End-to-end gradcheck (float64, tight tolerance so that bin edges and
     the isolation test stay put under the finite-difference steps)."""
     v = torch.tensor([[0.0, 0.4, 0.5, 2.9, 3.3, 7.0]], dtype=torch.float64)

@@ -12,16 +12,6 @@ from tests._helpers import build_from_root, run_as_mmdet_plugin
 EXTENTS = (2, 4, 8, 'global')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared
-    2-core machine thread contention slows these tests tenfold."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def all_configs(in_channels=4, feat_size=(5, 7)):
     """Every option branch of GEBlock, as constructor kwargs."""
     cfgs = []

@@ -9,16 +9,6 @@ from mmc3.models.blocks import SEBlock
 from tests._helpers import build_from_root, run_as_mmdet_plugin
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared
-    2-core machine thread contention slows these tests tenfold."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def se_reference(x: np.ndarray, w1: np.ndarray, b1: np.ndarray,
                  w2: np.ndarray, b2: np.ndarray) -> np.ndarray:
     """Float64 restatement of SE, loop by loop.

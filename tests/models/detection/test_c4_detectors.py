@@ -30,15 +30,6 @@ BLOCKS = {
 HOST_NORMS = ('bn1', 'bn2', 'bn3', 'downsample.1')
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors on a shared 2-core machine: threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(cfg: Config):
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)

@@ -17,15 +17,6 @@ OUT_CHANNELS = PLANES * 4  # stage 4 output: 256
 SE = dict(type='SEBlock', ratio=4)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors on a shared 2-core machine: threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(cfg: dict):
     """Build from mmdet's registry, as a config does."""
     with DefaultScope.overwrite_default_scope('mmdet'):

@@ -37,15 +37,6 @@ def _variant(path):
     return osp.basename(path)[len('deeplabv2_r101_'):-len('_voc12aug.py')]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors on a shared machine: extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module', autouse=True)
 def _mmseg_scope():
     from mmseg.utils import register_all_modules
