@@ -11,15 +11,12 @@ host without CUDA) or ``tools/slurm_test.sh``. The metrics are the upstream
 evaluators' (COCO / VOC mAP, mIoU, accuracy), printed by mmengine's logger.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-
-# mmengine's launchers (mmc3.utils.LAUNCHERS): spelled out so that a bad
-# command line fails before mmc3 (and with it mmdet/mmseg) is imported
-LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+from _common import (LAUNCHERS, add_common_args, build_runner,  # noqa: F401
+                     check_common_args, load_config, prepare_run)
+from mmengine.config import Config
 
 # Visualization hooks of the three codebases: the keys that turn drawing on
 # and where each writes its images (relative to the run's log dir).
@@ -43,21 +40,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir',
                         help='directory where painted images are saved '
                         '(inside the run directory of the work_dir)')
-    parser.add_argument(
-        '--trust-checkpoint', action='store_true',
-        help='load the checkpoint with full unpickling (weights_only=False); '
-        'a malicious file can run code: only for files you trust')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value pairs')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_common_args(
+        parser,
+        trust_help='load the checkpoint with full unpickling '
+        '(weights_only=False); a malicious file can run code: only for files '
+        'you trust')
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    if not osp.isfile(args.config):
-        parser.error(f'config file not found: {args.config}')
+    check_common_args(parser, args)
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         parser.error(f'checkpoint file not found: {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -81,14 +70,7 @@ def _enable_show_dir(cfg: Config, show_dir: str) -> None:
 
 
 def build_cfg(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show_dir:
         _enable_show_dir(cfg, args.show_dir)
@@ -97,24 +79,14 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmc3.utils import (check_dataset_paths, prepare_distributed,
-                            trust_checkpoints)
-    if args.trust_checkpoint:
-        trust_checkpoints()
     cfg = build_cfg(args)
-    problem = check_dataset_paths(cfg, loaders=('test_dataloader', ))
+    problem = prepare_run(cfg, args, loaders=('test_dataloader', ))
     if problem:
         print(f'error: {problem}', file=sys.stderr)
         return 2
-    prepare_distributed(cfg, args.launcher)
 
     from mmengine.evaluator import DumpResults
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

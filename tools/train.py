@@ -16,15 +16,11 @@ the types mmengine's checkpoints hold (:mod:`mmc3.utils.checkpoint`);
 ``--trust-checkpoint`` lifts it for trusted legacy files.
 """
 import argparse
-import os
-import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-
-# mmengine's launchers (mmc3.utils.LAUNCHERS): spelled out so that a bad
-# command line fails before mmc3 (and with it mmdet/mmseg) is imported
-LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+from _common import (LAUNCHERS, add_common_args, build_runner,  # noqa: F401
+                     check_common_args, load_config, prepare_run)
+from mmengine.config import Config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,39 +37,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or, without a value, from '
         'the latest checkpoint in the work_dir')
-    parser.add_argument(
-        '--trust-checkpoint', action='store_true',
-        help='load checkpoints with full unpickling (weights_only=False); '
-        'a malicious file can run code: only for files you trust')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value pairs, e.g. '
-        'train_dataloader.dataset.data_root=data/ '
-        'model.backbone.depth=50 "key=[a,b]"')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
-                        help='job launcher')
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_common_args(
+        parser,
+        trust_help='load checkpoints with full unpickling '
+        '(weights_only=False); a malicious file can run code: only for files '
+        'you trust')
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    if not osp.isfile(args.config):
-        parser.error(f'config file not found: {args.config}')
+    check_common_args(parser, args)
     return args
 
 
 def build_cfg(args: argparse.Namespace) -> Config:
     """The config with the command line applied (no process group yet)."""
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir priority: CLI > config > work_dirs/<config stem>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
 
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
@@ -107,24 +83,12 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmc3.utils import (check_dataset_paths, prepare_distributed,
-                            trust_checkpoints)
-    if args.trust_checkpoint:
-        trust_checkpoints()
     cfg = build_cfg(args)
-    problem = check_dataset_paths(cfg)
+    problem = prepare_run(cfg, args)
     if problem:
         print(f'error: {problem}', file=sys.stderr)
         return 2
-    prepare_distributed(cfg, args.launcher)
-
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    build_runner(cfg).train()
     return 0
 
 
