@@ -188,15 +188,50 @@ def test_samples_are_independent():
     torch.testing.assert_close(out[:1], alone, rtol=0, atol=2e-5 * scale)
 
 
+def _binning(v: torch.Tensor, h: float, tol: float, exclude_self=True):
+    """The bins the fast path would use for ``v`` at width ``h``."""
+    v_sorted, _ = fm._sorted_summaries(v)
+    d_min = math.exp(-fm.ISOLATION_RADIUS**2) if exclude_self else 1.0
+    reach = fm._reach(h, tol, v.shape[1], d_min)
+    return fm._Binning(v_sorted, h, reach)
+
+
 @pytest.mark.parametrize('tol', [1e-3, 1e-4])
 def test_looser_tolerance_is_met_with_a_lower_order(tol):
     v = _distribution('normal2', 2, 1024)
     z = make_z(v, 5)
     out = fast_message(z, tol=tol)
     assert rel_error(out, reference_message(z, True), z) <= tol
-    orders = [o for _, o, _ in fm._expansion_candidates(tol, 1024, True)]
-    tight = [o for _, o, _ in fm._expansion_candidates(1e-6, 1024, True)]
-    assert all(a < b for a, b in zip(orders, tight))
+    for h in fm.BIN_WIDTHS:
+        loose = fm._required_order(_binning(v, h, tol), tol, 1024, True)
+        tight = fm._required_order(_binning(v, h, 1e-6), 1e-6, 1024, True)
+        assert loose < tight <= fm.MAX_ORDER
+
+
+def test_order_follows_the_data_not_the_worst_case():
+    """A crowd makes its own denominators large, so it needs a lower order
+    than a lone pair beside the same crowd, which in turn needs no more than
+    the data-blind bound (``C`` channels next to a denominator of
+    ``d_min``); both meet the tolerance (the lone pair is the case the bound
+    must not miss)."""
+    c = 2048
+    crowd = torch.randn(1, c) * 0.1
+    lonely = crowd.clone()
+    # a pair 0.99 apart, 3 units from the crowd: denominator ~ 0.6
+    lonely[0, :2] = torch.tensor([3.0, 3.99])
+    for h in fm.BIN_WIDTHS:
+        orders = [fm._required_order(_binning(v, h, 1e-5), 1e-5, c, True)
+                  for v in (crowd, lonely)]
+        assert orders[0] < orders[1] <= fm.MAX_ORDER, (h, orders)
+        blind = next(o for o in range(fm.MAX_ORDER + 1)
+                     if 2 * c * fm._truncation_error(h, o) / math.exp(-1)
+                     <= fm._TRUNCATION_SHARE * 1e-5)
+        assert orders[1] <= blind
+    for v in (crowd, lonely):
+        z = make_z(v, 7)
+        for excl in (True, False):
+            out = fast_message(z, exclude_self=excl)
+            assert rel_error(out, reference_message(z, excl), z) <= 1e-5
 
 
 def test_float64_reaches_tight_tolerance():
@@ -207,50 +242,123 @@ def test_float64_reaches_tight_tolerance():
     assert rel_error(out, reference_message(z, True), z) <= 1e-10
 
 
-def test_truncation_error_table_decreases_and_bounds_a_direct_check():
+def test_offset_error_table_decreases_and_bounds_a_direct_check():
     for h in fm.BIN_WIDTHS:
         errs = [fm._truncation_error(h, p) for p in range(2, 14, 2)]
         assert all(b < a for a, b in zip(errs, errs[1:]))
-    # direct evaluation of the two-sided polynomial at random points
+    # direct evaluation of the two-sided polynomial at random points, offset
+    # by offset, against that offset's entry of the table
     h, order, reach = 0.5, 10, 12
     weight = fm._translation_weight(h, order, reach)  # (p+1, p+1, 2R+1)
+    table = fm._offset_errors(h, reach + 1)
     r = h / 2
     gen = torch.Generator().manual_seed(1)
     sig = (torch.rand(2000, generator=gen, dtype=torch.float64) * 2 - 1)
     dlt = (torch.rand(2000, generator=gen, dtype=torch.float64) * 2 - 1)
-    for s in (0, 3, reach - 4, 2 * reach):
+    for s in (0, 3, reach - 4, reach, reach + 1, 2 * reach):
         o = reach - s
         powers_s = torch.stack([sig**m for m in range(order + 1)])
         powers_d = torch.stack([dlt**k for k in range(order + 1)])
         approx = torch.einsum('mn,mk,kn->n', powers_s, weight[:, :, s],
                               powers_d)
         exact = torch.exp(-(o * h + (sig - dlt) * r)**2)
-        assert (approx - exact).abs().max() <= fm._truncation_error(h, order)
+        err = (approx - exact).abs().max()
+        assert err <= table[abs(o), order]
+        # and not loose by orders of magnitude either
+        assert err >= table[abs(o), order] / 50
 
 
-def test_gauss_transform_backward_gradcheck():
-    """The written backward against finite differences of the forward."""
-    batch, c, q = 2, 7, 2
+def _translate_reference(moments, h, order, taps):
+    """``L_T = sum_o M_o A_{T-o}`` by loops, from ``_translation_weight``."""
+    weight = fm._translation_weight(h, order, taps)  # W[m, k, taps - o]
+    out = torch.zeros_like(moments)
+    num_bins = moments.shape[0]
+    for t in range(num_bins):
+        for o in range(-taps, taps + 1):
+            if 0 <= t - o < num_bins:
+                out[t] += moments[t - o] @ weight[:, :, taps - o].T
+    return out
+
+
+@pytest.mark.parametrize('method', ['direct', 'fft'])
+def test_translation_matches_a_loop(method):
+    h, order, reach = 0.5, 6, 4
+    gen = torch.Generator().manual_seed(2)
+    for num_bins in (1, 3, 9):
+        moments = torch.randn(num_bins, 5, order + 1, generator=gen,
+                              dtype=torch.float64)
+        out = fm._translate(moments, h, order, reach, method)
+        ref = _translate_reference(moments, h, order,
+                                   min(reach, num_bins - 1))
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+
+
+def _message_inputs(v, h, reach, chunk_groups):
+    """Offsets and chunks of ``_FastMessage`` for ``v`` on a fixed grid."""
+    batch, c = v.shape
+    v_sorted, perm = fm._sorted_summaries(v)
+    binning = fm._Binning(v_sorted, h, reach)
+    b = torch.empty_like(binning.b).scatter_(1, perm, binning.b)
+    offsets = (((v - v_sorted[:, :1]) - (b + 0.5) * h) / (h / 2))
+    chunks = []
+    for start in range(0, batch, chunk_groups):
+        end = min(start + chunk_groups, batch)
+        layout = fm._Layout(binning.select(start, end), perm[start:end],
+                            v.dtype)
+        chunks.append((start * c, end * c, layout))
+    return offsets.reshape(-1), chunks, binning
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+def test_message_function_backward_gradcheck(exclude_self):
+    """The written backward against finite differences of the forward, on
+    a fixed grid, over two chunks of groups."""
     h, order, reach = 0.5, 6, 5
     v = torch.tensor([[0.0, 0.1, 0.3, 0.9, 1.7, 2.2, 4.0],
-                      [0.2, 0.2, 0.25, 0.26, 3.1, 3.3, 9.0]],
+                      [0.2, 0.2, 0.25, 0.26, 3.1, 3.3, 9.0],
+                      [0.5, 0.6, 0.61, 1.0, 1.1, 1.3, 1.35]],
                      dtype=torch.float64)
-    v_sorted, perm = fm._sorted_summaries(v)
-    b, g, num_bins = fm._bins(v_sorted, perm, h, reach)
-    # sample 2: bins 0..6 then 17; the run of 10 empty bins becomes 5
-    assert num_bins == 13
-    vmin = v_sorted[:, :1]
-    offsets = (((v - vmin) - (b + 0.5) * h) / (h / 2)).reshape(-1)
+    offsets, chunks, binning = _message_inputs(v, h, reach, 2)
+    # group 2: bins 0..6 then 17; the run of 10 empty bins becomes 5
+    assert int(binning.g[1, -1]) + 1 == 13
+    assert len(chunks) == 2
     offsets.requires_grad_(True)
-    rows = (g + torch.arange(batch)[:, None] * num_bins).reshape(-1)
-    values = torch.randn(batch * c, q, dtype=torch.float64,
-                         requires_grad=True)
+    z = torch.randn(v.numel(), 2, dtype=torch.float64, requires_grad=True)
+    # isolated channels (4.0, 9.0) get a denominator of 1 with exclude_self,
+    # as in fast_message (which then replaces their rows)
+    keep = torch.ones(v.numel(), dtype=torch.bool)
+    if exclude_self:
+        keep = ~fm._isolated(*fm._sorted_summaries(v)).reshape(-1)
+        assert int((~keep).sum()) == 2
 
-    def fn(values, offsets):
-        return fm._GaussTransform.apply(values, offsets, rows,
-                                        (h, order, reach), batch, num_bins)
+    def fn(z, offsets):
+        return fm._FastMessage.apply(z, offsets, keep, chunks,
+                                     (h, order, reach), exclude_self)
 
-    assert torch.autograd.gradcheck(fn, (values, offsets))
+    assert torch.autograd.gradcheck(fn, (z, offsets))
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+def test_chunking_does_not_change_the_message(monkeypatch, exclude_self):
+    """Groups are processed in chunks of ``CHUNK_ELEMENTS``; one group per
+    chunk and all groups in one chunk give the same message and gradient."""
+    v = _distribution('normal2', 5, 300)
+    z = make_z(v, 6)
+    cot = torch.randn_like(z)
+    results = []
+    for elements in (1, 1 << 30):
+        monkeypatch.setattr(fm, 'CHUNK_ELEMENTS', elements)
+        assert len(fm._chunks(5, 300, 6)) == (5 if elements == 1 else 1)
+        zz = z.clone().requires_grad_(True)
+        out = fast_message(zz, exclude_self=exclude_self)
+        (out * cot).sum().backward()
+        results.append((out.detach(), zz.grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0,
+                               atol=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0,
+                               atol=1e-5)
+    assert rel_error(results[0][0], reference_message(z, exclude_self),
+                     z) <= 1e-5
 
 
 @pytest.mark.parametrize('exclude_self', [True, False])
