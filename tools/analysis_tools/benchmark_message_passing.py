@@ -14,9 +14,10 @@ Usage::
         --shapes 128x2048x49 8x1024x196 --dist normal --v-std 2 --repeat 3
     python tools/analysis_tools/benchmark_message_passing.py --crossover
 
-``--crossover`` times forward+backward of both paths at ``N * C`` fixed over
-a range of ``C`` and prints where the fast path starts to win (what
-``choose_message_impl`` should switch at).
+``--crossover`` times forward+backward of both paths at ``N * C * P`` fixed
+over a range of ``C`` (for each ``--positions`` value of ``P``) and prints
+where the fast path starts to win (what ``choose_message_impl`` should switch
+at).
 
 The channel means ``v`` follow ``--dist``: ``normal`` (``N(0, v_std^2)``,
 default ``v_std = 2``: a spread of several units), or ``concentrated``
@@ -54,6 +55,8 @@ def parse_args(argv=None):
                         choices=('fwd', 'fwd+bwd'))
     parser.add_argument('--crossover', action='store_true',
                         help='find the C where fast starts to win')
+    parser.add_argument('--positions', type=int, nargs='+', default=[49],
+                        help='P values of --crossover')
     parser.add_argument('--json', default='',
                         help='also write the results to this file')
     parser.add_argument('--worker', default='', help=argparse.SUPPRESS)
@@ -208,26 +211,29 @@ def main_table(args):
 
 
 def main_crossover(args):
-    """Forward+backward time of both paths for C at fixed N * C."""
+    """Forward+backward time of both paths for C at fixed N * C * P."""
     results = []
-    p = 49
-    total = 16384
-    print(f'# crossover, P={p}, N*C={total}, mode fwd+bwd, v ~ {args.dist}')
-    print('| C | dense ms | fast ms |')
-    print('|---|---|---|')
-    for c in (64, 128, 192, 256, 384, 512, 768, 1024):
-        row = {}
-        for impl in ('dense', 'fast'):
-            spec = dict(shape=(total // c, c, p), impl=impl, mode='fwd+bwd',
-                        dist=args.dist, v_std=args.v_std,
-                        exclude_self=args.exclude_self, tol=args.tol,
-                        repeat=args.repeat, threads=args.threads,
-                        check=False)
-            row[impl] = run_case(spec)
-            results.append(row[impl])
-        print(f"| {c} | {row['dense'].get('time_ms', float('nan')):.0f} | "
-              f"{row['fast'].get('time_ms', float('nan')):.0f} |",
-              flush=True)
+    print(f'# crossover, N*C*P ~ {16384 * 49}, mode fwd+bwd, '
+          f'v ~ {args.dist}')
+    print('| P | C | dense ms | fast ms |')
+    print('|---|---|---|---|')
+    for p in args.positions:
+        total = max(1, 16384 * 49 // p)
+        for c in (64, 128, 192, 256, 384, 512, 768, 1024):
+            row = {}
+            for impl in ('dense', 'fast'):
+                spec = dict(shape=(max(1, total // c), c, p), impl=impl,
+                            mode='fwd+bwd', dist=args.dist,
+                            v_std=args.v_std,
+                            exclude_self=args.exclude_self, tol=args.tol,
+                            repeat=args.repeat, threads=args.threads,
+                            check=False)
+                row[impl] = run_case(spec)
+                results.append(row[impl])
+            print(f"| {p} | {c} | "
+                  f"{row['dense'].get('time_ms', float('nan')):.0f} | "
+                  f"{row['fast'].get('time_ms', float('nan')):.0f} |",
+                  flush=True)
     return results
 
 

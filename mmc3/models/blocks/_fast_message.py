@@ -26,21 +26,23 @@ Method (:func:`fast_message`), per sample and channel group:
    ``reach + 1`` bins (found from the sorted ``v``), so that an outlier at
    ``v = 1e4`` costs one bin, not ``1e4 / h``.
 2. Source moments. ``A_b,k = sum_{j in b} (delta_j / r)^k z_j`` for
-   ``k = 0..p`` (``r = h / 2``): channels are sorted by bin and padded to
-   tiles of 16 rows within one bin, so this is one batched matrix product
-   over the tiles plus a sum of tiles per bin.
+   ``k = 0..p`` (``r = h / 2``): channels are sorted by bin, each bin is
+   padded to a multiple of 16 rows and bins of equal padded size are stored
+   next to each other, so this is one batched matrix product per distinct
+   size (:class:`_Layout`). The denominator's moments (``z_j = 1``) are the
+   column sums of the powers.
 3. Translation. For a target bin ``T`` and a source bin ``B = T - o``
    (``Delta = o h``), Taylor's theorem on ``K(Delta + sigma - delta)`` in
    ``t = sigma - delta`` truncated at order ``p`` gives
    ``K ~ sum_{m+k<=p} K^(m+k)(Delta) (-1)^k sigma^m delta^k / (m! k!)`` with
    ``K^(n)(x) = (-1)^n H_n(x) exp(-x^2)`` (physicists' Hermite). The local
-   coefficients ``L_T,m = sum_{|o|<=R} sum_k M_o[m, k] A_{T-o},k`` are one
-   1-D convolution over the bin axis with a ``(p+1) x (p+1) x (2R+1)`` kernel
-   (direct, or by FFT in float64 when that is cheaper). Source bins more than
-   ``R`` bins away are skipped.
+   coefficients ``L_T,m = sum_{|o|<=R} sum_k M_o[m, k] A_{T-o},k`` are, with
+   the moments stored bin-major, one matrix product per offset ``o`` (or,
+   when cheaper, a product of FFTs along the bins in float64). Source bins
+   more than ``R`` bins away are skipped.
 4. Evaluation. ``S_i = sum_m (sigma_i / r)^m L_{T(i),m}``: one batched
-   matrix product over the same tiles. Numerator and denominator are carried
-   together by appending a constant position of ones to ``z``.
+   matrix product per padded bin size, for the numerator and the
+   denominator together.
 5. Self exclusion. The expansion is exact at ``t = 0``, so the self pair
    contributes ``1 * z_i`` to the numerator and ``1`` to the denominator;
    ``exclude_self`` subtracts exactly that. When every other channel is far
@@ -55,36 +57,58 @@ Error control. Let ``tol`` be the requested error of the message relative to
 ``max |z|`` (the message is a convex combination of the ``z_j``, so this is
 the natural scale). Every target that is not isolated has a denominator of at
 least ``d_min = exp(-ISOLATION_RADIUS^2)`` with ``exclude_self`` (``1``
-without). The per-pair truncation error ``E(h, p)`` (the largest remainder of
-the order-``p`` Taylor polynomial of ``K`` over ``|t| <= h``, tabulated once
-per ``(h, p)`` in float64 with a safety factor of 2) and the per-pair weight
-of a skipped bin ``exp(-(R h)^2)`` are both held below
-``tol * d_min / (5 C)``; then numerator and denominator are off by at most
-``0.4 tol d_min`` and the message by at most ``tol`` (``C`` = channels per
-group). Among bin widths ``h`` in ``(0.125, 0.25, 0.5, 1)`` the one with the
-smallest estimated cost (moment and evaluation products ``~ (p+1) C P``
-against the translation ``~ G (2R+1) (p+1)^2 P`` directly or
-``~ (p+1) G log G P`` by FFT, ``G`` = bins after shortening empty runs) is
-used, so concentrated ``v`` (one or two bins) and spread ``v`` (tens of
-bins) are both cheap; e.g. ``tol = 1e-5``, ``C = 2048``, ``exclude_self``
-gives ``(h, p) = (0.125, 8), (0.25, 11), (0.5, 16)`` or ``(1, 25)``. The
-bound is conservative: measured errors are 1e-6 to 1e-8. Float32 rounding
-sets a floor near ``1e-6``; float64 inputs are computed in float64.
+without). Numerator and denominator errors ``e_N`` (in units of ``max |z|``)
+and ``e_D`` move the message by at most ``(e_N + e_D) / den``. Two sources:
+
+- Skipped bins: a source more than ``R`` bins away is at least ``R h`` away,
+  so ``R`` is the smallest with ``2 C exp(-(R h)^2) / d_min <= 0.1 tol``.
+- Truncation: ``E[o, p]``, the largest remainder of the order-``p`` Taylor
+  polynomial of ``K`` about the offset ``o h`` over ``|t| <= h``, is
+  tabulated once per ``h`` in float64 (with a safety factor of 2). For a
+  target in bin ``T`` both errors are at most
+  ``S_T = sum_{|o|<=R} E[|o|, p] n_{T-o}`` (``n`` = channels per bin), and
+  its denominator is at least ``sum_o n_{T-o} exp(-((|o|+1) h)^2)`` minus
+  the target itself, and at least ``d_min``. The order ``p`` is the smallest
+  with ``2 S_T / den_T <= 0.4 tol`` in every occupied bin of the batch
+  (bisection over ``p``; the sums are products of the bin counts with banded
+  Toeplitz matrices). Crowded bins bring their own large denominators, so
+  the order follows the data: at ``tol = 1e-5``, ``C = 2048`` and
+  ``v ~ N(0, 2^2)`` it is 12 at ``h = 0.5`` where the data-blind bound
+  (``C`` channels beside a denominator of ``d_min``) needs 16.
+
+The remaining ``0.5 tol`` is left to floating-point rounding, whose floor is
+near ``1e-6`` in float32 (float64 inputs are computed in float64). Among bin
+widths ``h`` in ``(0.125, 0.25, 0.5, 1)`` the one with the smallest
+estimated cost (moment and evaluation products ``~ (p+1) C P`` against the
+translation ``~ G (2R+1) (p+1)^2 P`` directly or ``~ (p+1) G P`` times an
+FFT constant, ``G`` = bins after shortening empty runs; constants measured)
+is used, so concentrated ``v`` (one or two bins) and spread ``v`` (tens of
+bins) are both cheap. The bound is conservative: measured errors are 1e-6
+to 1e-8.
+
+Memory and speed. Groups are processed in chunks of about
+``CHUNK_ELEMENTS`` (4 MB) so that the padded copies and products stay in
+cache and their memory is reused; nothing of size ``C x C`` is formed.
 
 When it pays (:func:`choose_message_impl`). The fast path costs ``O(C P p)``
-plus a sort, the dense path ``O(C^2 P)`` time and ``O(C^2)`` memory. On the
-CPU (2 cores, torch 2.9.1, forward+backward, ``P = 49``) the two break even
-near ``C = 256`` and the fast path is ahead from ``C = 384``
-(``FAST_MIN_CHANNELS['cpu']``); 'auto' keeps the dense path for smaller
-groups (``group_size=64`` stays dense even with 2048 channels). Costs that
+plus a sort and a fixed overhead per call, the dense path ``O(C^2 (P + k))``
+time (``k``: the softmax) and ``O(C^2)`` memory, so the break-even ``C``
+grows with ``P`` and levels off. On the CPU (one thread, torch 2.9.1,
+forward+backward, ``N * C * P`` fixed) the two break even near ``C = 64``
+at ``P = 4``, between 192 and 256 at ``P = 49`` and near 512 at ``P = 196``;
+'auto' uses the fast path from :func:`fast_min_channels` channels per group,
+a fit to these (220 at ``P = 49``, 501 at ``P = 196``, at least 128), and
+the dense one below (``group_size=64`` stays dense even with 2048 channels).
+Costs that
 the fast path cannot avoid: a group with many isolated channels (e.g. ``v``
 spread over hundreds of units) gets their rows exactly, i.e. densely.
 
-Gradients. :class:`_GaussTransform` has a written backward (the gradient of
+Gradients. :class:`_FastMessage` has a written backward (the gradient of
 the approximation itself, not of the exact softmax): the translation is its
-own adjoint because ``K`` is even, so the backward is another moment pass, one
-convolution and two evaluation passes, and needs none of the forward's
-intermediate ``(C, P)`` tensors.
+own adjoint because ``K`` is even, so the backward is another moment pass,
+one translation and up to three evaluation passes per chunk; it keeps the
+padded ``z``, the powers, the local coefficients and the padded result of
+the forward.
 """
 import functools
 import math
@@ -106,22 +130,28 @@ BIN_WIDTHS = (0.125, 0.25, 0.5, 1.0)
 #: Largest expansion order considered.
 MAX_ORDER = 40
 
-#: Smallest channel count per group from which 'auto' picks the fast path,
-#: per device type. CPU: measured crossover (2 cores, torch 2.9.1, P = 49,
-#: forward+backward, ``benchmark_message_passing.py --crossover``). CUDA: not
-#: measured; chosen where the dense ``C x C`` intermediates of a batch of
-#: RoIs start to cost gigabytes.
-FAST_MIN_CHANNELS = {'cpu': 384, 'cuda': 1024}
+#: Break-even channel count of the CPU as a function of the positions,
+#: ``C*(P) = a P / (P + b)`` with ``(a, b)`` below: fitted to the crossovers
+#: measured by ``benchmark_message_passing.py --crossover --positions 4 49
+#: 196`` (one thread, torch 2.9.1, forward+backward: about 64, 220 and 500).
+CPU_CROSSOVER = (870.0, 145.0)
+
+#: Smallest channel count per group from which 'auto' picks the fast path:
+#: ``'cpu'`` is the floor under :data:`CPU_CROSSOVER`; other device types
+#: are not measured, and use a constant chosen where the dense ``C x C``
+#: intermediates of a batch of RoIs start to cost gigabytes.
+FAST_MIN_CHANNELS = {'cpu': 128, 'cuda': 1024}
 
 #: Accepted values of ``impl`` (and of ``C3Block``'s ``message_impl``).
 MESSAGE_IMPLS = ('auto', 'dense', 'fast')
 
-# Relative costs (measured on the CPU, single thread, 128 x 2048 x 49): the
-# tiled moment and evaluation products per channel, order and position = 1;
-# one multiply-add of the direct translation = 0.25; one bin of the float64
-# FFT translation per order (transforms, products, copies) = 80.
+# Relative costs (measured on the CPU, single thread, 128 x 2048 x 49 with
+# every bin width and both translations forced): the moment and evaluation
+# products per channel, order and position = 1; one multiply-add of the
+# direct translation = 0.25; one bin of the float64 FFT translation per order
+# (transforms, products, copies) = 45.
 _CONV_COST = 0.25
-_FFT_COST = 80.0
+_FFT_COST = 45.0
 
 
 def _kernel_derivatives(x: Tensor, order: int) -> Tensor:
@@ -890,27 +920,44 @@ def _patch_isolated(message: Tensor, zc: Tensor, v: Tensor,
 
 def choose_message_impl(num_channels: int, num_positions: int,
                         device: torch.device) -> str:
-    """Return ``'fast'`` or ``'dense'`` for a group of ``num_channels``.
-
-    Dense costs ``~ C^2 (P + c_exp)`` per group, fast ``~ C P p`` plus a
-    sort: both are linear in ``P`` (the dense softmax adds a ``C^2`` term
-    that only favours the fast path at small ``P``), so the rule is a channel
-    threshold per device type (:data:`FAST_MIN_CHANNELS`), measured on the
-    CPU with ``tools/analysis_tools/benchmark_message_passing.py
-    --crossover``. Devices without an entry use the CUDA threshold.
+    """Return ``'fast'`` or ``'dense'`` for a group of ``num_channels``:
+    ``'fast'`` from :func:`fast_min_channels` channels on.
 
     Args:
         num_channels (int): Channels per group ``C``.
-        num_positions (int): Positions per channel ``P`` (kept for a
-            position-dependent rule; the current thresholds do not use it).
+        num_positions (int): Positions per channel ``P``.
         device (torch.device): Where the message is computed.
 
     Returns:
         str: ``'fast'`` or ``'dense'``.
     """
-    dev_type = torch.device(device).type
-    threshold = FAST_MIN_CHANNELS.get(dev_type, FAST_MIN_CHANNELS['cuda'])
+    threshold = fast_min_channels(num_positions, device)
     return 'fast' if num_channels >= threshold else 'dense'
+
+
+def fast_min_channels(num_positions: int, device: torch.device) -> int:
+    """Smallest group size for which 'auto' picks the fast path.
+
+    Dense costs ``~ C^2 (P + k)`` per group, fast ``~ C P p`` plus a fixed
+    overhead per call, so the break-even ``C`` grows with ``P`` and levels
+    off. On the CPU it is ``a P / (P + b)`` (:data:`CPU_CROSSOVER`, measured
+    with ``tools/analysis_tools/benchmark_message_passing.py --crossover``),
+    and at least ``FAST_MIN_CHANNELS['cpu']``. Other devices use their
+    constant in :data:`FAST_MIN_CHANNELS` (CUDA's for unknown types).
+
+    Args:
+        num_positions (int): Positions per channel ``P``.
+        device (torch.device): Where the message is computed.
+
+    Returns:
+        int: The threshold ``C``.
+    """
+    dev_type = torch.device(device).type
+    floor = FAST_MIN_CHANNELS.get(dev_type, FAST_MIN_CHANNELS['cuda'])
+    if dev_type != 'cpu':
+        return floor
+    a, b = CPU_CROSSOVER
+    return max(floor, math.ceil(a * num_positions / (num_positions + b)))
 
 
 def message_passing(z: Tensor,

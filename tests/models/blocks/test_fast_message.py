@@ -426,12 +426,22 @@ def test_fast_path_never_builds_a_channel_by_channel_tensor():
 def test_auto_is_fast_at_2048_and_dense_at_small_c(monkeypatch):
     cpu = torch.device('cpu')
     assert choose_message_impl(2048, 49, cpu) == 'fast'
+    assert choose_message_impl(2048, 1681, cpu) == 'fast'
     assert choose_message_impl(512, 49, cpu) == 'fast'
     assert choose_message_impl(64, 49, cpu) == 'dense'
     assert choose_message_impl(2, 1681, cpu) == 'dense'
-    threshold = fm.FAST_MIN_CHANNELS['cpu']
-    assert choose_message_impl(threshold - 1, 49, cpu) == 'dense'
-    assert choose_message_impl(threshold, 49, cpu) == 'fast'
+    # the measured crossovers: ~220 channels at P = 49, ~500 at P = 196,
+    # never below the floor; CUDA: a constant
+    assert fm.fast_min_channels(49, cpu) == 220
+    assert fm.fast_min_channels(196, cpu) == 501
+    assert fm.fast_min_channels(4, cpu) == fm.FAST_MIN_CHANNELS['cpu'] == 128
+    assert fm.fast_min_channels(1681, cpu) < 1024
+    for p in (1, 49, 196, 1681):
+        threshold = fm.fast_min_channels(p, cpu)
+        assert choose_message_impl(threshold - 1, p, cpu) == 'dense'
+        assert choose_message_impl(threshold, p, cpu) == 'fast'
+    assert fm.fast_min_channels(49, torch.device('cuda')) == 1024
+    assert choose_message_impl(512, 49, torch.device('cuda')) == 'dense'
 
     calls = []
     real_fast, real_dense = fm.fast_message, fm.dense_message
