@@ -622,6 +622,34 @@ class _Layout:
                       out=out[rows].view(n, size, q))
         return out
 
+    def contract(self, values: Tensor, weights: Tensor,
+                 local: Tensor) -> Tensor:
+        """``U[i, m] = sum_q [values_i, w_i]_q local[bin(i), q, m]``.
+
+        The per-row contraction over positions that the offsets' gradient
+        needs: ``(p + 1)`` numbers per row instead of the ``Q`` of
+        :meth:`evaluate` followed by a product with ``values``.
+
+        Shape:
+            - values: ``(R_pad, P)``; weights: ``(R_pad,)``; local:
+              ``(G, B * (P + 1), p + 1)`` as returned by :meth:`moments`
+            - output: ``(R_pad, p + 1)``
+        """
+        num_bins, batch = self.shape
+        order1, p = local.shape[2], values.shape[1]
+        # (G * B, Q, p+1) -> (K, Q, p+1)
+        local = local.view(num_bins * batch, p + 1, order1).index_select(
+            0, self.store_ids)
+        out = local.new_empty(self.num_rows, order1)
+        for size, first_bin, n, row in self.classes:
+            rows = slice(row, row + n * size)
+            loc = local[first_bin:first_bin + n]
+            # (n, s, P) @ (n, P, p+1) + w (n, s, 1) * (n, 1, p+1)
+            torch.baddbmm(weights[rows].view(n, size, 1) * loc[:, p:],
+                          values[rows].view(n, size, p), loc[:, :p],
+                          out=out[rows].view(n, size, order1))
+        return out
+
 
 def _slopes(powers: Tensor) -> Tensor:
     """``m offsets^(m-1)`` from the powers of :meth:`_Layout.powers`.
@@ -655,22 +683,32 @@ class _FastMessage(torch.autograd.Function):
     """The message ``(N_i - e z_i) / (D_i - e)`` (``e = 1`` with
     ``exclude_self``) from the Gauss transforms ``N_i = sum_j K~_ij z_j`` and
     ``D_i = sum_j K~_ij``, computed chunk by chunk of groups on the padded
-    layout of :class:`_Layout`.
+    layout of :class:`_Layout`, with the rows in ``exact`` replaced by their
+    exact messages.
 
     ``K~`` is the truncated two-sided Taylor expansion of ``exp(-u^2)`` on
     the bins described in the module docstring. Inputs and output are flat
-    over ``(group, channel)`` rows in the channels' original order;
-    ``offsets`` are the channels' offsets from their bin centres scaled to
-    ``[-1, 1]``; rows where ``keep`` is False get a denominator of 1 (their
-    message is replaced by the caller). ``chunks`` holds ``(first_row,
+    over ``(group, channel)`` rows in the channels' original order. ``v``
+    must be ``z.mean(1)`` (passed detached; its gradient is folded into
+    ``z``'s), ``shift`` the centre of every channel's bin, so that the
+    offsets are ``(v - shift) / (h / 2)``. ``exact`` is None or ``(groups,
+    idx, C)``: channels ``idx[k]`` of group ``groups[k]`` (``C`` channels per
+    group) are computed exactly (:func:`_exact_weights`); their expansion
+    gets a denominator of 1 and no gradient. ``chunks`` holds ``(first_row,
     last_row, layout)`` per chunk.
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, offsets: Tensor, keep: Tensor, chunks: list,
+    def forward(ctx, z: Tensor, v: Tensor, shift: Tensor, exact: Optional[
+            Tuple[Tensor, Tensor, int]], chunks: list,
                 expansion: Tuple[float, int, int],
                 exclude_self: bool) -> Tensor:
         p = z.shape[1]
+        offsets = (v - shift) / (expansion[0] / 2)
+        replaced = torch.zeros_like(v, dtype=torch.bool)
+        if exact is not None:
+            groups, idx, channels = exact
+            replaced.view(-1, channels)[groups.unsqueeze(1), idx] = True
         out = z.new_empty(z.shape)
         saved = []
         for start, end, layout in chunks:
@@ -687,57 +725,78 @@ class _FastMessage(torch.autograd.Function):
                 # and 1
                 message.sub_(zp)
                 den.sub_(1.0)
-            # padding rows and rows not kept: a constant denominator of 1
-            fixed = ~(layout.pad(keep[start:end]) & layout.valid.bool())
+            # padding and replaced rows: a constant denominator of 1
+            fixed = layout.pad(replaced[start:end]) | ~layout.valid.bool()
             den.masked_fill_(fixed.unsqueeze(1), 1.0)
             message.div_(den)
             torch.index_select(message, 0, layout.pos_of_src,
                                out=out[start:end])
             saved.append((zp, powers, local, sums, fixed))
+        ctx.exact = None
+        if exact is not None:
+            zg = z.view(-1, channels, p).index_select(0, groups)
+            weights = _exact_weights(v.view(-1, channels).index_select(
+                0, groups), idx)  # (B', M, C)
+            rows = torch.bmm(weights, zg)  # (B', M, P)
+            out.view(-1, channels, p)[groups.unsqueeze(1), idx] = rows
+            ctx.exact = (groups, idx, channels, weights, rows)
         # internal tensors, never seen outside: kept on ctx
+        ctx.save_for_backward(z, v)
         ctx.saved, ctx.chunks = saved, chunks
         ctx.expansion, ctx.exclude_self = expansion, exclude_self
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        need_z, need_offsets = ctx.needs_input_grad[:2]
-        grad_z = grad_out.new_empty(grad_out.shape) if need_z else None
-        grad_offsets = (grad_out.new_empty(grad_out.shape[0])
-                        if need_offsets else None)
+        z, v = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_z = torch.empty_like(grad_out)
+        grad_x = grad_out.new_empty(grad_out.shape[0])
         p = grad_out.shape[1]
         for (start, end, layout), (zp, powers, local, sums, fixed) in zip(
                 ctx.chunks, ctx.saved):
             message, den = sums[:, :p], sums[:, p:]
-            # d/dN = g / den, d/dD = -sum_p g m / den, 0 where the
-            # denominator was fixed (padding rows hold some channel's
-            # gradient; their powers are zero, so they add nothing)
-            grad_num = layout.pad(grad_out[start:end]).div_(den)
+            # d/dN = g / den, d/dD = -sum_p g m / den; none for replaced
+            # rows (and padding rows, whose powers are zero anyway)
+            grad_num = layout.pad(grad_out[start:end]).masked_fill_(
+                fixed.unsqueeze(1), 0.0).div_(den)
             grad_den = -torch.linalg.vecdot(grad_num, message)  # (R_pad,)
-            grad_den.masked_fill_(fixed, 0.0)
             # the adjoint of the evaluation is the moment pass, and the
             # translation is its own adjoint (K is even)
             grad_moments = layout.moments(powers, grad_num, grad_den)
             grad_local = _translate(grad_moments, *ctx.expansion)
             del grad_moments
-            if need_z:
-                grad_zp = layout.evaluate(powers, grad_local)[:, :p]
-                if ctx.exclude_self:
-                    grad_zp.sub_(grad_num)
-                torch.index_select(grad_zp, 0, layout.pos_of_src,
-                                   out=grad_z[start:end])
-            if need_offsets:
-                slopes = _slopes(powers)
-                # target side: d S_i / d sigma_i; source side: d A / d delta_j
-                target = layout.evaluate(slopes, local)
-                source = layout.evaluate(slopes, grad_local)
-                grad_xp = (torch.linalg.vecdot(target[:, :p], grad_num) +
-                           target[:, p] * grad_den +
-                           torch.linalg.vecdot(source[:, :p], zp) +
-                           source[:, p] * layout.valid)
-                torch.index_select(grad_xp, 0, layout.pos_of_src,
-                                   out=grad_offsets[start:end])
-        return grad_z, grad_offsets, None, None, None, None
+            grad_zp = layout.evaluate(powers, grad_local)[:, :p]
+            if ctx.exclude_self:
+                grad_zp.sub_(grad_num)
+            torch.index_select(grad_zp, 0, layout.pos_of_src,
+                               out=grad_z[start:end])
+            # offsets: target side d S_i / d sigma_i = sum_m m sigma^(m-1)
+            # (L g); source side d A / d delta_j against grad_local
+            both = layout.contract(grad_num, grad_den, local)
+            both += layout.contract(zp, layout.valid, grad_local)
+            grad_xp = torch.linalg.vecdot(_slopes(powers), both)
+            torch.index_select(grad_xp, 0, layout.pos_of_src,
+                               out=grad_x[start:end])
+        # offsets = (mean_p z - shift) / r
+        grad_z.add_((grad_x / (ctx.expansion[0] / 2 * p)).unsqueeze(1))
+        if ctx.exact is not None:
+            groups, idx, channels, weights, rows = ctx.exact
+            grad_rows = grad_out.view(-1, channels, p)[groups.unsqueeze(1),
+                                                       idx]  # (B', M, P)
+            zg = z.view(-1, channels, p).index_select(0, groups)
+            vg = v.view(-1, channels).index_select(0, groups)
+            # rows = weights @ zg: (B', C, M) @ (B', M, P) -> (B', C, P)
+            grad_zg = torch.bmm(weights.transpose(1, 2), grad_rows)
+            # softmax of s_ij = -(v_i - v_j)^2: ds = w (g_i.z_j - g_i.m_i)
+            dots = torch.bmm(grad_rows, zg.transpose(1, 2))  # (B', M, C)
+            dots -= torch.linalg.vecdot(grad_rows, rows).unsqueeze(2)
+            diff = torch.gather(vg, 1, idx).unsqueeze(2) - vg.unsqueeze(1)
+            pull = 2 * weights * dots * diff  # ds * ds/dv_j, (B', M, C)
+            grad_vg = pull.sum(dim=1).scatter_add_(1, idx, -pull.sum(dim=2))
+            grad_zg += (grad_vg / p).unsqueeze(2)
+            grad_z.view(-1, channels, p).index_add_(0, groups, grad_zg)
+        return grad_z, None, None, None, None, None, None
 
 
 def _check_args(caller: str, z: Tensor, exclude_self: bool,
@@ -768,12 +827,13 @@ def _check_args(caller: str, z: Tensor, exclude_self: bool,
     return group_size
 
 
-def _exact_rows(zc: Tensor, v: Tensor, idx: Tensor) -> Tensor:
-    """Exact self-excluded messages of the channels ``idx`` of each group.
+def _exact_weights(v: Tensor, idx: Tensor) -> Tensor:
+    """Exact self-excluded softmax weights of the channels ``idx`` of each
+    group over all channels of that group (the dense path's rows).
 
     Shape:
-        - zc: ``(B, C, P)``; v: ``(B, C)``; idx: ``(B, M)``
-        - output: ``(B, M, P)``
+        - v: ``(B, C)``; idx: ``(B, M)``
+        - output: ``(B, M, C)``
     """
     vi = torch.gather(v, 1, idx)  # (B, M)
     # (B, M, 1) - (B, 1, C) -> (B, M, C)
@@ -781,8 +841,7 @@ def _exact_rows(zc: Tensor, v: Tensor, idx: Tensor) -> Tensor:
     scores = -sq_dist.clamp(max=torch.finfo(v.dtype).max)
     ar = torch.arange(v.shape[1], device=v.device)
     scores = scores.masked_fill(idx.unsqueeze(2) == ar, float('-inf'))
-    attn = torch.softmax(scores, dim=2)
-    return torch.bmm(attn, zc)  # (B, M, C) @ (B, C, P) -> (B, M, P)
+    return torch.softmax(scores, dim=2)
 
 
 def fast_message(z: Tensor,
@@ -837,8 +896,8 @@ def fast_message(z: Tensor,
     with torch.autocast(device_type=z.device.type, enabled=False):
         # (N, C, P) -> (N * G, C / G, P): consecutive channels share a group
         zc = z.reshape(batch, cg, p).to(compute_dtype)
-        v = zc.mean(dim=2)  # (B, C/G)
-        vd = v.detach()
+        # detached: _FastMessage folds the gradient of the mean into z
+        vd = zc.detach().mean(dim=2)  # (B, C/G)
         v_sorted, perm = _sorted_summaries(vd)
         span = (v_sorted[:, -1] - v_sorted[:, 0]).max()
         if not bool(torch.isfinite(span)) or float(span) > 2.0**40 * min(
@@ -849,29 +908,21 @@ def fast_message(z: Tensor,
             return dense_message(z, exclude_self, group_size)
         expansion, binning = chosen
         h = expansion[0]
-        # bin of every channel in its original order; offset from the bin
-        # centre scaled to [-1, 1]: the gradient flows through v, the bin
-        # choice is piecewise constant
+        # centre of every channel's bin, in the channels' original order
+        # (the bin choice is piecewise constant; the offsets from it carry
+        # the gradient)
         b = torch.empty_like(binning.b).scatter_(1, perm, binning.b)
-        offsets = ((v - v_sorted[:, :1]) -
-                   (b.to(compute_dtype) + 0.5) * h) / (h / 2)
-        if exclude_self:
-            isolated = _isolated(v_sorted, perm)
-        else:
-            isolated = torch.zeros_like(vd, dtype=torch.bool)
+        shift = v_sorted[:, :1] + (b.to(compute_dtype) + 0.5) * h
+        exact = _exact_channels(v_sorted, perm) if exclude_self else None
+        if exact is not None:
+            exact += (cg, )
         chunks = [(start * cg, end * cg,
                    _Layout(binning.select(start, end), perm[start:end],
                            compute_dtype))
                   for start, end in _chunks(batch, cg, p)]
-        # isolated rows are replaced below; their denominator is set to 1 so
-        # that their (discarded) expansion stays out of the gradient
         message = _FastMessage.apply(zc.reshape(batch * cg, p),
-                                     offsets.reshape(-1),
-                                     ~isolated.reshape(-1), chunks,
-                                     expansion, exclude_self)
-        message = message.view(batch, cg, p)
-        if exclude_self:
-            message = _patch_isolated(message, zc, v, isolated)
+                                     vd.reshape(-1), shift.reshape(-1),
+                                     exact, chunks, expansion, exclude_self)
     return message.to(z.dtype).reshape(n, c, p)
 
 
@@ -892,30 +943,25 @@ def _isolated(v_sorted: Tensor, perm: Tensor) -> Tensor:
     return nearest > ISOLATION_RADIUS
 
 
-def _patch_isolated(message: Tensor, zc: Tensor, v: Tensor,
-                    isolated: Tensor) -> Tensor:
-    """Replace the rows of isolated channels by their exact messages, in
-    place (``message`` is a fresh result; a copy would cost a full pass).
+def _exact_channels(v_sorted: Tensor,
+                    perm: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+    """The channels to compute exactly with ``exclude_self``: every
+    isolated channel (:func:`_isolated`) of every group that has one.
 
-    Shape:
-        - message, zc: ``(B, C, P)``; v, isolated: ``(B, C)``
-        - output: ``(B, C, P)``
+    Returns None when there are none, else ``(groups, idx)``: the groups
+    ``(B',)`` and ``M`` channels of each ``(B', M)``, ``M`` the largest
+    count, padded with non-isolated channels (whose exact rows are just as
+    correct; ``topk`` returns distinct indices).
     """
-    p = message.shape[2]
+    isolated = _isolated(v_sorted, perm)
     per_group = isolated.sum(dim=1)
-    groups = torch.nonzero(per_group).squeeze(1)  # groups with any
+    groups = torch.nonzero(per_group).squeeze(1)
     if groups.numel() == 0:
-        return message
+        return None
     count = int(per_group.max())
-    # every isolated channel of each such group, padded with non-isolated
-    # ones (whose exact rows are just as correct); topk returns distinct
-    # indices
-    idx = torch.topk(isolated[groups].to(v.dtype), count,
-                     dim=1).indices  # (B', M)
-    exact = _exact_rows(zc[groups], v[groups], idx)  # (B', M, P)
-    patched = message[groups].scatter_(1, idx.unsqueeze(2).expand(-1, -1, p),
-                                       exact)
-    return message.index_copy_(0, groups, patched)
+    idx = torch.topk(isolated[groups].to(v_sorted.dtype), count,
+                     dim=1).indices
+    return groups, idx
 
 
 def choose_message_impl(num_channels: int, num_positions: int,

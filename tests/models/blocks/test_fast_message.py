@@ -294,48 +294,52 @@ def test_translation_matches_a_loop(method):
 
 
 def _message_inputs(v, h, reach, chunk_groups):
-    """Offsets and chunks of ``_FastMessage`` for ``v`` on a fixed grid."""
+    """Bin centres and chunks of ``_FastMessage`` for ``v`` on a fixed
+    grid."""
     batch, c = v.shape
     v_sorted, perm = fm._sorted_summaries(v)
     binning = fm._Binning(v_sorted, h, reach)
     b = torch.empty_like(binning.b).scatter_(1, perm, binning.b)
-    offsets = (((v - v_sorted[:, :1]) - (b + 0.5) * h) / (h / 2))
+    shift = v_sorted[:, :1] + (b + 0.5) * h
     chunks = []
     for start in range(0, batch, chunk_groups):
         end = min(start + chunk_groups, batch)
         layout = fm._Layout(binning.select(start, end), perm[start:end],
                             v.dtype)
         chunks.append((start * c, end * c, layout))
-    return offsets.reshape(-1), chunks, binning
+    return shift.reshape(-1), chunks, binning
 
 
 @pytest.mark.parametrize('exclude_self', [True, False])
 def test_message_function_backward_gradcheck(exclude_self):
-    """The written backward against finite differences of the forward, on
-    a fixed grid, over two chunks of groups."""
+    """The written backward (expansion, the mean's gradient folded into z,
+    exact rows) against finite differences of the forward, on a fixed grid,
+    over two chunks of groups."""
     h, order, reach = 0.5, 6, 5
     v = torch.tensor([[0.0, 0.1, 0.3, 0.9, 1.7, 2.2, 4.0],
                       [0.2, 0.2, 0.25, 0.26, 3.1, 3.3, 9.0],
                       [0.5, 0.6, 0.61, 1.0, 1.1, 1.3, 1.35]],
                      dtype=torch.float64)
-    offsets, chunks, binning = _message_inputs(v, h, reach, 2)
+    shift, chunks, binning = _message_inputs(v, h, reach, 2)
     # group 2: bins 0..6 then 17; the run of 10 empty bins becomes 5
     assert int(binning.g[1, -1]) + 1 == 13
     assert len(chunks) == 2
-    offsets.requires_grad_(True)
-    z = torch.randn(v.numel(), 2, dtype=torch.float64, requires_grad=True)
-    # isolated channels (4.0, 9.0) get a denominator of 1 with exclude_self,
-    # as in fast_message (which then replaces their rows)
-    keep = torch.ones(v.numel(), dtype=torch.bool)
+    z = make_z(v, 3, scale=0.05, dtype=torch.float64).reshape(-1, 3)
+    z.requires_grad_(True)
+    exact = None
     if exclude_self:
-        keep = ~fm._isolated(*fm._sorted_summaries(v)).reshape(-1)
-        assert int((~keep).sum()) == 2
+        # 4.0 and 9.0 are isolated; group 0 and 1 have one each
+        exact = fm._exact_channels(*fm._sorted_summaries(v))
+        assert exact[0].tolist() == [0, 1]
+        assert exact[1].tolist() == [[6], [6]]
+        exact += (7, )
 
-    def fn(z, offsets):
-        return fm._FastMessage.apply(z, offsets, keep, chunks,
-                                     (h, order, reach), exclude_self)
+    def fn(z):
+        return fm._FastMessage.apply(z, z.mean(1).detach(), shift, exact,
+                                     chunks, (h, order, reach),
+                                     exclude_self)
 
-    assert torch.autograd.gradcheck(fn, (z, offsets))
+    assert torch.autograd.gradcheck(fn, (z, ))
 
 
 @pytest.mark.parametrize('exclude_self', [True, False])
