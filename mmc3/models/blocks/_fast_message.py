@@ -99,16 +99,19 @@ at ``P = 4``, between 192 and 256 at ``P = 49`` and near 512 at ``P = 196``;
 'auto' uses the fast path from :func:`fast_min_channels` channels per group,
 a fit to these (220 at ``P = 49``, 501 at ``P = 196``, at least 128), and
 the dense one below (``group_size=64`` stays dense even with 2048 channels).
-Costs that
-the fast path cannot avoid: a group with many isolated channels (e.g. ``v``
-spread over hundreds of units) gets their rows exactly, i.e. densely.
+Costs that the fast path cannot avoid: a group with many isolated channels
+(e.g. ``v`` spread over hundreds of units) gets their rows exactly, i.e.
+densely.
 
 Gradients. :class:`_FastMessage` has a written backward (the gradient of
 the approximation itself, not of the exact softmax): the translation is its
-own adjoint because ``K`` is even, so the backward is another moment pass,
-one translation and up to three evaluation passes per chunk; it keeps the
-padded ``z``, the powers, the local coefficients and the padded result of
-the forward.
+own adjoint because ``K`` is even, so the backward is per chunk a moment
+pass, one translation, one evaluation and two contractions over positions
+(for the offsets, whose gradient reaches ``z`` through the means as
+``1 / (r P)``); the exact rows' gradient (softmax rows) is written into the
+same buffer. It keeps the padded ``z``, the powers, the local coefficients
+and the padded result of the forward, and no autograd graph of full-size
+temporaries.
 """
 import functools
 import math
