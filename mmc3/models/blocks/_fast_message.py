@@ -36,10 +36,12 @@ Method (:func:`fast_message`), per sample and channel group:
    ``t = sigma - delta`` truncated at order ``p`` gives
    ``K ~ sum_{m+k<=p} K^(m+k)(Delta) (-1)^k sigma^m delta^k / (m! k!)`` with
    ``K^(n)(x) = (-1)^n H_n(x) exp(-x^2)`` (physicists' Hermite). The local
-   coefficients ``L_T,m = sum_{|o|<=R} sum_k M_o[m, k] A_{T-o},k`` are, with
-   the moments stored bin-major, one matrix product per offset ``o`` (or,
-   when cheaper, a product of FFTs along the bins in float64). Source bins
-   more than ``R`` bins away are skipped.
+   coefficients ``L_T,m = sum_{|o|<=R} sum_k M_o[m, k] A_{T-o},k`` are
+   computed by the cheapest of (:class:`_Translation`): one matrix product
+   per offset ``o`` on bin-major slabs; one product with the banded
+   block-Toeplitz matrix of all offsets (more multiply-adds, but one large
+   product; used while ``G (p + 1) <= 1024``); a product of FFTs along the
+   bins in float64. Source bins more than ``R`` bins away are skipped.
 4. Evaluation. ``S_i = sum_m (sigma_i / r)^m L_{T(i),m}``: one batched
    matrix product per padded bin size, for the numerator and the
    denominator together.
@@ -149,12 +151,19 @@ FAST_MIN_CHANNELS = {'cpu': 128, 'cuda': 1024}
 MESSAGE_IMPLS = ('auto', 'dense', 'fast')
 
 # Relative costs (measured on the CPU, single thread, 128 x 2048 x 49 with
-# every bin width and both translations forced): the moment and evaluation
-# products per channel, order and position = 1; one multiply-add of the
-# direct translation = 0.25; one bin of the float64 FFT translation per order
-# (transforms, products, copies) = 45.
+# every bin width and each translation forced, and per translation on
+# 500-row slabs): the moment and evaluation products per channel, order and
+# position = 1; one multiply-add of the direct translation (small products
+# per offset) = 0.25; one bin of the float64 FFT translation per order
+# (transforms, products, copies) = 45; one multiply-add of the Toeplitz
+# translation (one large product) = 0.05.
 _CONV_COST = 0.25
 _FFT_COST = 45.0
+_TOEPLITZ_COST = 0.05
+
+#: Largest side ``G (p + 1)`` of the Toeplitz translation matrix (4 MB in
+#: float32); beyond it the direct or FFT translation is used.
+TOEPLITZ_MAX_SIZE = 1024
 
 
 def _kernel_derivatives(x: Tensor, order: int) -> Tensor:
@@ -284,12 +293,81 @@ def _translation_spectrum(h: float, order: int, taps: int, nfft: int,
 
 def _translation_cost(h: float, order: int, reach: int,
                       num_bins: int) -> Tuple[str, float]:
-    """Cheaper way to translate (``'direct'`` or ``'fft'``) and its cost per
-    position, in units of one multiply-add of the moment products."""
+    """Cheapest way to translate (``'direct'``, ``'fft'`` or
+    ``'toeplitz'``) and its cost per position, in units of one multiply-add
+    of the moment products."""
     taps = min(reach, num_bins - 1)
-    direct = _CONV_COST * num_bins * (2 * taps + 1) * (order + 1)**2
-    fft = _FFT_COST * (order + 1) * _fft_size(num_bins + 2 * taps)
-    return ('direct', direct) if direct <= fft else ('fft', fft)
+    size = num_bins * (order + 1)
+    costs = [
+        ('direct', _CONV_COST * num_bins * (2 * taps + 1) * (order + 1)**2),
+        ('fft', _FFT_COST * (order + 1) * _fft_size(num_bins + 2 * taps)),
+    ]
+    if size <= TOEPLITZ_MAX_SIZE:
+        costs.append(('toeplitz', _TOEPLITZ_COST * size**2))
+    return min(costs, key=lambda c: c[1])
+
+
+@functools.lru_cache(maxsize=16)
+def _toeplitz_matrix(h: float, order: int, taps: int, num_bins: int,
+                     dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The whole translation over ``G`` bins as one matrix acting on rows
+    of moments: ``X[(S, k), (T, m)] = M_{T-S}[m, k]`` for ``|T - S| <=
+    taps``, 0 otherwise.
+
+    Shape:
+        - output: ``(G (p + 1), G (p + 1))``
+    """
+    weight = _translation_weight(h, order, taps)  # W[m, k, taps - o]
+    bins = torch.arange(num_bins)
+    offset = bins[None, :] - bins[:, None]  # (S, T) -> T - S
+    inside = offset.abs() <= taps
+    # (S, T, m, k) -> (S, k, T, m)
+    blocks = weight.permute(2, 0, 1)[(taps - offset).clamp(0, 2 * taps)]
+    blocks = blocks * inside[:, :, None, None]
+    size = num_bins * (order + 1)
+    return blocks.permute(0, 3, 1, 2).reshape(size, size).to(
+        device=device, dtype=dtype).contiguous()
+
+
+class _Translation:
+    """``L_T,m = sum_{|o| <= R} sum_k M_o[m, k] A_{T-o},k`` for moments of
+    up to ``num_bins`` bins by the cheapest method
+    (:func:`_translation_cost`): ``'direct'`` and ``'fft'`` as in
+    :func:`_translate`, or ``'toeplitz'``: every target's coefficients from
+    all bins' moments in one matrix product with the banded block-Toeplitz
+    matrix of :func:`_toeplitz_matrix` (more multiply-adds than the direct
+    sum over offsets, but one large product instead of ``2 R + 1`` thin
+    ones). Chunks with fewer bins use the leading block of the matrix.
+
+    Attributes:
+        h (float): Bin width. order (int): Expansion order ``p``.
+        reach (int): Bins within reach ``R``. method (str): As chosen.
+    """
+
+    def __init__(self, h: float, order: int, reach: int, num_bins: int,
+                 dtype: torch.dtype, device: torch.device,
+                 method: Optional[str] = None) -> None:
+        self.h, self.order, self.reach = h, order, reach
+        self.method = method or _translation_cost(h, order, reach,
+                                                  num_bins)[0]
+        self.matrix = None
+        if self.method == 'toeplitz':
+            self.matrix = _toeplitz_matrix(h, order,
+                                           min(reach, num_bins - 1),
+                                           num_bins, dtype, device)
+
+    def __call__(self, moments: Tensor) -> Tensor:
+        """Shape: ``(G, M, p + 1) -> (G, M, p + 1)``, as :func:`_translate`.
+        """
+        if self.matrix is None:
+            return _translate(moments, self.h, self.order, self.reach,
+                              self.method)
+        num_bins, rows, order1 = moments.shape
+        size = num_bins * order1
+        # (G, M, p+1) -> (M, G * (p+1)) @ (G (p+1), G (p+1))
+        flat = moments.permute(1, 0, 2).reshape(rows, size)
+        out = flat @ self.matrix[:size, :size]
+        return out.view(rows, num_bins, order1).permute(1, 0, 2).contiguous()
 
 
 def _translate(moments: Tensor,
@@ -704,10 +782,10 @@ class _FastMessage(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, v: Tensor, shift: Tensor, exact: Optional[
             Tuple[Tensor, Tensor, int]], chunks: list,
-                expansion: Tuple[float, int, int],
+                translation: _Translation,
                 exclude_self: bool) -> Tensor:
         p = z.shape[1]
-        offsets = (v - shift) / (expansion[0] / 2)
+        offsets = (v - shift) / (translation.h / 2)
         replaced = torch.zeros_like(v, dtype=torch.bool)
         if exact is not None:
             groups, idx, channels = exact
@@ -717,9 +795,9 @@ class _FastMessage(torch.autograd.Function):
         for start, end, layout in chunks:
             zp = layout.pad(z[start:end])  # (R_pad, P)
             powers = layout.powers(layout.pad(offsets[start:end]),
-                                   expansion[1])
+                                   translation.order)
             moments = layout.moments(powers, zp, None)  # (G, B*(P+1), p+1)
-            local = _translate(moments, *expansion)
+            local = translation(moments)
             del moments
             sums = layout.evaluate(powers, local)  # (R_pad, P+1)
             message, den = sums[:, :p], sums[:, p:]
@@ -746,7 +824,7 @@ class _FastMessage(torch.autograd.Function):
         # internal tensors, never seen outside: kept on ctx
         ctx.save_for_backward(z, v)
         ctx.saved, ctx.chunks = saved, chunks
-        ctx.expansion, ctx.exclude_self = expansion, exclude_self
+        ctx.translation, ctx.exclude_self = translation, exclude_self
         return out
 
     @staticmethod
@@ -767,7 +845,7 @@ class _FastMessage(torch.autograd.Function):
             # the adjoint of the evaluation is the moment pass, and the
             # translation is its own adjoint (K is even)
             grad_moments = layout.moments(powers, grad_num, grad_den)
-            grad_local = _translate(grad_moments, *ctx.expansion)
+            grad_local = ctx.translation(grad_moments)
             del grad_moments
             grad_zp = layout.evaluate(powers, grad_local)[:, :p]
             if ctx.exclude_self:
@@ -782,7 +860,7 @@ class _FastMessage(torch.autograd.Function):
             torch.index_select(grad_xp, 0, layout.pos_of_src,
                                out=grad_x[start:end])
         # offsets = (mean_p z - shift) / r
-        grad_z.add_((grad_x / (ctx.expansion[0] / 2 * p)).unsqueeze(1))
+        grad_z.add_((grad_x / (ctx.translation.h / 2 * p)).unsqueeze(1))
         if ctx.exact is not None:
             groups, idx, channels, weights, rows = ctx.exact
             grad_rows = grad_out.view(-1, channels, p)[groups.unsqueeze(1),
@@ -923,9 +1001,12 @@ def fast_message(z: Tensor,
                    _Layout(binning.select(start, end), perm[start:end],
                            compute_dtype))
                   for start, end in _chunks(batch, cg, p)]
+        translation = _Translation(*expansion, binning.num_bins,
+                                   compute_dtype, z.device)
         message = _FastMessage.apply(zc.reshape(batch * cg, p),
                                      vd.reshape(-1), shift.reshape(-1),
-                                     exact, chunks, expansion, exclude_self)
+                                     exact, chunks, translation,
+                                     exclude_self)
     return message.to(z.dtype).reshape(n, c, p)
 
 

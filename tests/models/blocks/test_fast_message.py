@@ -280,17 +280,52 @@ def _translate_reference(moments, h, order, taps):
     return out
 
 
-@pytest.mark.parametrize('method', ['direct', 'fft'])
+@pytest.mark.parametrize('method', ['direct', 'fft', 'toeplitz'])
 def test_translation_matches_a_loop(method):
     h, order, reach = 0.5, 6, 4
     gen = torch.Generator().manual_seed(2)
+    # the Toeplitz matrix is built for 9 bins; chunks with fewer bins use
+    # its leading block
+    translation = fm._Translation(h, order, reach, 9, torch.float64,
+                                  torch.device('cpu'), method)
+    assert translation.method == method
     for num_bins in (1, 3, 9):
         moments = torch.randn(num_bins, 5, order + 1, generator=gen,
                               dtype=torch.float64)
-        out = fm._translate(moments, h, order, reach, method)
+        out = translation(moments)
         ref = _translate_reference(moments, h, order,
                                    min(reach, num_bins - 1))
         torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('method', ['direct', 'fft', 'toeplitz'])
+def test_each_translation_meets_the_tolerance_end_to_end(monkeypatch,
+                                                         method):
+    """float32 messages and gradients with every translation forced."""
+    monkeypatch.setattr(fm, '_translation_cost',
+                        lambda *args: (method, 0.0))
+    v = _distribution('normal2', 2, 1024)
+    z = make_z(v, 5)
+    cot = torch.randn_like(z)
+    zf = z.clone().requires_grad_(True)
+    out = fast_message(zf)
+    (out * cot).sum().backward()
+    assert rel_error(out, reference_message(z, True), z) <= 1e-5
+    zr = z.double().requires_grad_(True)
+    (reference_message(zr, True) * cot.double()).sum().backward()
+    assert (zf.grad.double() - zr.grad).abs().max() <= (
+        1e-4 * zr.grad.abs().max())
+
+
+def test_translation_method_follows_the_cost_and_caps_the_matrix():
+    # few bins: one large product beats 2R + 1 thin ones
+    assert fm._translation_cost(0.5, 12, 10, 34)[0] == 'toeplitz'
+    # many bins, long reach: the FFT; the matrix would be too large anyway
+    method, _ = fm._translation_cost(0.125, 6, 39, 400)
+    assert method == 'fft'
+    assert 400 * 7 > fm.TOEPLITZ_MAX_SIZE
+    # a single bin within reach of nothing: the direct product is cheapest
+    assert fm._translation_cost(0.5, 12, 10, 1)[0] in ('direct', 'toeplitz')
 
 
 def _message_inputs(v, h, reach, chunk_groups):
@@ -334,12 +369,17 @@ def test_message_function_backward_gradcheck(exclude_self):
         assert exact[1].tolist() == [[6], [6]]
         exact += (7, )
 
-    def fn(z):
-        return fm._FastMessage.apply(z, z.mean(1).detach(), shift, exact,
-                                     chunks, (h, order, reach),
-                                     exclude_self)
+    for method in ('direct', 'toeplitz'):
+        translation = fm._Translation(h, order, reach, binning.num_bins,
+                                      torch.float64, torch.device('cpu'),
+                                      method)
 
-    assert torch.autograd.gradcheck(fn, (z, ))
+        def fn(z):
+            return fm._FastMessage.apply(z, z.mean(1).detach(), shift,
+                                         exact, chunks, translation,
+                                         exclude_self)
+
+        assert torch.autograd.gradcheck(fn, (z, ))
 
 
 @pytest.mark.parametrize('exclude_self', [True, False])
@@ -398,9 +438,12 @@ def test_gradients_match_reference(dist, exclude_self):
 
 
 def test_fast_path_never_builds_a_channel_by_channel_tensor():
-    """No tensor with C * C or more elements is created, even when all
-    channels are within reach of each other (all equal)."""
-    c = 1024
+    """No tensor with C * C / 8 or more elements is created, even when all
+    channels are within reach of each other (all equal). The largest
+    tensors are O(C P) or the translation matrix, whose size is capped
+    independently of C (``TOEPLITZ_MAX_SIZE^2`` = C * C / 16 here)."""
+    c = 4096
+    assert fm.TOEPLITZ_MAX_SIZE**2 <= c * c / 16
 
     class Recorder(TorchDispatchMode):
 
@@ -418,8 +461,8 @@ def test_fast_path_never_builds_a_channel_by_channel_tensor():
                     self.largest = max(self.largest, size)
             return out
 
-    for dist in ('all_equal', 'concentrated', 'spread'):
-        z = make_z(_distribution(dist, 1, c), 4).requires_grad_(True)
+    for dist in ('all_equal', 'concentrated', 'spread', 'normal2'):
+        z = make_z(_distribution(dist, 1, c), 2).requires_grad_(True)
         rec = Recorder()
         with rec:
             out = fast_message(z)
