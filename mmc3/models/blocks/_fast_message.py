@@ -96,10 +96,11 @@ When it pays (:func:`choose_message_impl`). The fast path costs ``O(C P p)``
 plus a sort and a fixed overhead per call, the dense path ``O(C^2 (P + k))``
 time (``k``: the softmax) and ``O(C^2)`` memory, so the break-even ``C``
 grows with ``P`` and levels off. On the CPU (one thread, torch 2.9.1,
-forward+backward, ``N * C * P`` fixed) the two break even near ``C = 64``
-at ``P = 4``, between 192 and 256 at ``P = 49`` and near 512 at ``P = 196``;
-'auto' uses the fast path from :func:`fast_min_channels` channels per group,
-a fit to these (220 at ``P = 49``, 501 at ``P = 196``, at least 128), and
+forward+backward, ``N * C * P`` fixed) the fast path wins from ``C = 128``
+at ``P = 4``, from 192 at ``P = 49`` (dense still ahead at 128) and from
+384 at ``P = 196`` (dense ahead at 256); 'auto' uses the fast path from
+:func:`fast_min_channels` channels per group, a fit to these (175 at
+``P = 49``, 350 at ``P = 196``, 497 at ``P = 1681``, at least 128), and
 the dense one below (``group_size=64`` stays dense even with 2048 channels).
 Costs that the fast path cannot avoid: a group with many isolated channels
 (e.g. ``v`` spread over hundreds of units) gets their rows exactly, i.e.
@@ -138,8 +139,9 @@ MAX_ORDER = 40
 #: Break-even channel count of the CPU as a function of the positions,
 #: ``C*(P) = a P / (P + b)`` with ``(a, b)`` below: fitted to the crossovers
 #: measured by ``benchmark_message_passing.py --crossover --positions 4 49
-#: 196`` (one thread, torch 2.9.1, forward+backward: about 64, 220 and 500).
-CPU_CROSSOVER = (870.0, 145.0)
+#: 196`` (one thread, torch 2.9.1, forward+backward: the fast path wins
+#: from 128, 192 and 384 channels and loses at 64, 128 and 256).
+CPU_CROSSOVER = (525.0, 98.0)
 
 #: Smallest channel count per group from which 'auto' picks the fast path:
 #: ``'cpu'`` is the floor under :data:`CPU_CROSSOVER`; other device types

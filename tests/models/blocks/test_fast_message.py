@@ -477,10 +477,10 @@ def test_auto_is_fast_at_2048_and_dense_at_small_c(monkeypatch):
     assert choose_message_impl(512, 49, cpu) == 'fast'
     assert choose_message_impl(64, 49, cpu) == 'dense'
     assert choose_message_impl(2, 1681, cpu) == 'dense'
-    # the measured crossovers: ~220 channels at P = 49, ~500 at P = 196,
-    # never below the floor; CUDA: a constant
-    assert fm.fast_min_channels(49, cpu) == 220
-    assert fm.fast_min_channels(196, cpu) == 501
+    # the measured crossovers (128-192 channels at P = 49, 256-384 at
+    # P = 196), never below the floor; CUDA: a constant
+    assert fm.fast_min_channels(49, cpu) == 175
+    assert fm.fast_min_channels(196, cpu) == 350
     assert fm.fast_min_channels(4, cpu) == fm.FAST_MIN_CHANNELS['cpu'] == 128
     assert fm.fast_min_channels(1681, cpu) < 1024
     for p in (1, 49, 196, 1681):
