@@ -161,8 +161,18 @@ class C3Block(BaseModule):
         - ``message_impl`` is an implementation choice, not in the paper or
           the released code (which are dense): the fast path's message
           differs from the dense one by at most ``message_tol * max |z|``,
-          and its gradients are those of that approximation. See
-          ``mmc3/models/blocks/_fast_message.py`` for the method.
+          and its gradients are those of that approximation. The method: the
+          softmax is shift invariant, so ``zbar_i = sum_j K(v_i - v_j) z_j /
+          sum_j K(v_i - v_j)`` with ``K(u) = exp(-u^2)``, a pair of 1-D Gauss
+          transforms. The channel means are binned, each bin's channels are
+          summarised by Taylor moments, translated to every bin within the
+          kernel's reach and evaluated at the targets; the order and bin
+          width are the cheapest that provably meet ``message_tol`` for the
+          actual bin counts, and channels with no neighbour within 1 are
+          computed exactly. At the C4 head's 128 x 2048 x 49 it is about 40x
+          faster than the dense softmax and needs 27x less memory on the
+          CPU (README, Benchmarks). Details, error bounds and the measured
+          switch-over: ``mmc3/models/blocks/_fast_message.py``.
         - With ``message_passing=False`` and ``encode_decode=False`` the
           block reduces to ``out = 2 * x``; it is accepted so that ablation
           sweeps can enumerate all four combinations.
