@@ -823,21 +823,24 @@ class _FastMessage(torch.autograd.Function):
             rows = torch.bmm(weights, zg)  # (B', M, P)
             out.view(-1, channels, p)[groups.unsqueeze(1), idx] = rows
             ctx.exact = (groups, idx, channels, weights, rows)
-        # internal tensors, never seen outside: kept on ctx
-        ctx.save_for_backward(z, v)
-        ctx.saved, ctx.chunks = saved, chunks
+        # saved through autograd (intermediates included), so that they are
+        # released after the backward pass unless the graph is retained
+        ctx.save_for_backward(z, v, *(t for chunk in saved for t in chunk))
+        ctx.chunks = chunks
         ctx.translation, ctx.exclude_self = translation, exclude_self
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        z, v = ctx.saved_tensors
+        z, v, *flat = ctx.saved_tensors
+        per_chunk = len(flat) // len(ctx.chunks)
+        saved = [flat[i:i + per_chunk] for i in range(0, len(flat), per_chunk)]
         grad_out = grad_out.contiguous()
         grad_z = torch.empty_like(grad_out)
         grad_x = grad_out.new_empty(grad_out.shape[0])
         p = grad_out.shape[1]
         for (start, end, layout), (zp, powers, local, sums, fixed) in zip(
-                ctx.chunks, ctx.saved):
+                ctx.chunks, saved):
             message, den = sums[:, :p], sums[:, p:]
             # d/dN = g / den, d/dD = -sum_p g m / den; none for replaced
             # rows (and padding rows, whose powers are zero anyway)
