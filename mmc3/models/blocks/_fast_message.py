@@ -215,14 +215,6 @@ def _offset_errors(h: float, num_offsets: int) -> Tensor:
     return (2.0 * errors).t().contiguous()
 
 
-def _truncation_error(h: float, order: int) -> float:
-    """Largest ``E[o, p]`` (:func:`_offset_errors`) over all grid offsets:
-    the per-pair error bound when nothing is known about where the channels
-    are (the kernel's derivatives are negligible beyond ``|Delta| = 8``)."""
-    table = _offset_errors(h, int(math.ceil(8.0 / h)) + 1)
-    return float(table[:, order].max())
-
-
 def _translation_weight(h: float, order: int, reach: int) -> Tensor:
     """Convolution kernel of the translation step, float64.
 
@@ -481,7 +473,7 @@ class _Binning:
         return part
 
 
-def _required_order(binning: _Binning, tol: float, channels: int,
+def _required_order(binning: _Binning, tol: float,
                     exclude_self: bool) -> int:
     """Smallest order ``p`` whose truncation error provably meets the
     tolerance for these bins, or ``MAX_ORDER + 1`` when none does.
@@ -547,7 +539,7 @@ def _choose_expansion(
     best = None
     for h in BIN_WIDTHS:
         binning = _Binning(v_sorted, h, _reach(h, tol, channels, d_min))
-        order = _required_order(binning, tol, channels, exclude_self)
+        order = _required_order(binning, tol, exclude_self)
         if order > MAX_ORDER:
             continue
         cost = (order + 1) * channels + _translation_cost(

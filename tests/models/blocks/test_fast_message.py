@@ -188,6 +188,13 @@ def test_samples_are_independent():
     torch.testing.assert_close(out[:1], alone, rtol=0, atol=2e-5 * scale)
 
 
+def _truncation_error(h: float, order: int) -> float:
+    """The data-blind per-pair bound: the largest ``E[o, p]`` over all grid
+    offsets (the kernel's derivatives are negligible beyond ``|o h| = 8``)."""
+    table = fm._offset_errors(h, int(math.ceil(8.0 / h)) + 1)
+    return float(table[:, order].max())
+
+
 def _binning(v: torch.Tensor, h: float, tol: float, exclude_self=True):
     """The bins the fast path would use for ``v`` at width ``h``."""
     v_sorted, _ = fm._sorted_summaries(v)
@@ -203,8 +210,8 @@ def test_looser_tolerance_is_met_with_a_lower_order(tol):
     out = fast_message(z, tol=tol)
     assert rel_error(out, reference_message(z, True), z) <= tol
     for h in fm.BIN_WIDTHS:
-        loose = fm._required_order(_binning(v, h, tol), tol, 1024, True)
-        tight = fm._required_order(_binning(v, h, 1e-6), 1e-6, 1024, True)
+        loose = fm._required_order(_binning(v, h, tol), tol, True)
+        tight = fm._required_order(_binning(v, h, 1e-6), 1e-6, True)
         assert loose < tight <= fm.MAX_ORDER
 
 
@@ -220,11 +227,11 @@ def test_order_follows_the_data_not_the_worst_case():
     # a pair 0.99 apart, 3 units from the crowd: denominator ~ 0.6
     lonely[0, :2] = torch.tensor([3.0, 3.99])
     for h in fm.BIN_WIDTHS:
-        orders = [fm._required_order(_binning(v, h, 1e-5), 1e-5, c, True)
+        orders = [fm._required_order(_binning(v, h, 1e-5), 1e-5, True)
                   for v in (crowd, lonely)]
         assert orders[0] < orders[1] <= fm.MAX_ORDER, (h, orders)
         blind = next(o for o in range(fm.MAX_ORDER + 1)
-                     if 2 * c * fm._truncation_error(h, o) / math.exp(-1)
+                     if 2 * c * _truncation_error(h, o) / math.exp(-1)
                      <= fm._TRUNCATION_SHARE * 1e-5)
         assert orders[1] <= blind
     for v in (crowd, lonely):
@@ -244,7 +251,7 @@ def test_float64_reaches_tight_tolerance():
 
 def test_offset_error_table_decreases_and_bounds_a_direct_check():
     for h in fm.BIN_WIDTHS:
-        errs = [fm._truncation_error(h, p) for p in range(2, 14, 2)]
+        errs = [_truncation_error(h, p) for p in range(2, 14, 2)]
         assert all(b < a for a, b in zip(errs, errs[1:]))
     # direct evaluation of the two-sided polynomial at random points, offset
     # by offset, against that offset's entry of the table
