@@ -5,6 +5,7 @@ Nothing here imports mmc3 (and with it mmdet/mmseg): a bad command line fails
 in about a second, before the heavy imports.
 """
 import argparse
+import gc
 import os
 import os.path as osp
 
@@ -55,21 +56,38 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def prepare_run(cfg: Config, args: argparse.Namespace, loaders=None) -> str:
-    """Apply ``--trust-checkpoint``, check the dataset paths of ``loaders``
-    (all by default) and set up the process group (``gloo`` without CUDA).
+    """Apply ``--trust-checkpoint``, check every ``plugins`` list of the
+    model (any host, upstream ResNets included) and the dataset paths of
+    ``loaders`` (all by default), then set up the process group (``gloo``
+    without CUDA).
 
     Returns:
-        str: a message naming a missing dataset path, or ``''``.
+        str: a message naming a bad plugin entry or a missing dataset path,
+        or ``''``.
     """
-    from mmc3.utils import (check_dataset_paths, prepare_distributed,
-                            trust_checkpoints)
+    from mmc3.utils import (check_config_plugins, check_dataset_paths,
+                            prepare_distributed, trust_checkpoints)
     if args.trust_checkpoint:
         trust_checkpoints()
     kwargs = {} if loaders is None else dict(loaders=loaders)
-    problem = check_dataset_paths(cfg, **kwargs)
+    problem = check_config_plugins(cfg) or check_dataset_paths(cfg, **kwargs)
     if not problem:
         prepare_distributed(cfg, args.launcher)
     return problem or ''
+
+
+def run_and_finish(cfg: Config, work) -> None:
+    """Build the runner, call ``work(runner)``, then end the run on every
+    rank the same way: the runner is released, all ranks meet at a barrier
+    and the process group is destroyed (:func:`mmc3.utils.finish_distributed`),
+    so no rank tears down its connections while a peer still uses them.
+    """
+    from mmc3.utils import finish_distributed
+    runner = build_runner(cfg)
+    work(runner)
+    del runner
+    gc.collect()  # DDP and the dataloaders hold the group: release them first
+    finish_distributed()
 
 
 def build_runner(cfg: Config):

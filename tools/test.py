@@ -14,8 +14,9 @@ import argparse
 import os.path as osp
 import sys
 
-from _common import (LAUNCHERS, add_common_args, build_runner,  # noqa: F401
-                     check_common_args, load_config, prepare_run)
+from _common import (LAUNCHERS, add_common_args,  # noqa: F401
+                     check_common_args, load_config, prepare_run,
+                     run_and_finish)
 from mmengine.config import Config
 
 # Visualization hooks of the three codebases: the keys that turn drawing on
@@ -85,12 +86,14 @@ def main(argv=None) -> int:
         print(f'error: {problem}', file=sys.stderr)
         return 2
 
-    from mmengine.evaluator import DumpResults
-    runner = build_runner(cfg)
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(
-            DumpResults(out_file_path=args.out))
-    runner.test()
+    def evaluate(runner) -> None:
+        if args.out is not None:
+            from mmengine.evaluator import DumpResults
+            runner.test_evaluator.metrics.append(
+                DumpResults(out_file_path=args.out))
+        runner.test()
+
+    run_and_finish(cfg, evaluate)
     return 0
 
 

@@ -18,8 +18,9 @@ the types mmengine's checkpoints hold (:mod:`mmc3.utils.checkpoint`);
 import argparse
 import sys
 
-from _common import (LAUNCHERS, add_common_args, build_runner,  # noqa: F401
-                     check_common_args, load_config, prepare_run)
+from _common import (LAUNCHERS, add_common_args,  # noqa: F401
+                     check_common_args, load_config, prepare_run,
+                     run_and_finish)
 from mmengine.config import Config
 
 
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     if problem:
         print(f'error: {problem}', file=sys.stderr)
         return 2
-    build_runner(cfg).train()
+    run_and_finish(cfg, lambda runner: runner.train())
     return 0
 
 

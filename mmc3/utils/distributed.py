@@ -10,6 +10,12 @@ CPU-only host :func:`prepare_distributed` reads the launcher's environment
 (torchrun, SLURM or Open MPI), initialises a ``gloo`` group and sets
 ``model_wrapper_cfg`` to a CPU DDP before the Runner is built: the same
 scripts then run real multi-process data parallel training on the CPU.
+
+Every run ends the same way, whatever the backend (:func:`finish_distributed`):
+all ranks meet at a barrier, the process group is destroyed, then the process
+exits. Without it a rank that finishes first tears down its connections at
+interpreter exit while a peer still uses them, and the peer can die with
+SIGABRT after the metrics were printed.
 """
 import os
 import subprocess
@@ -164,3 +170,23 @@ def prepare_distributed(cfg, launcher: str) -> Optional[str]:
     env_cfg['dist_cfg'] = dist_cfg
     cfg.env_cfg = env_cfg
     return 'gloo'
+
+
+def finish_distributed() -> bool:
+    """End a distributed run cleanly: barrier, destroy the group, return.
+
+    Call it once the work of the run is done (after ``Runner.train()`` or
+    ``Runner.test()``) on every rank, before the process exits. All ranks
+    wait for each other at a barrier, so none closes its connections while a
+    peer may still use them; then the default process group is destroyed.
+    Not called when a rank fails: the failing rank exits non-zero and the
+    launcher (torchrun, srun) ends the others.
+
+    Returns:
+        bool: True if a process group was ended, False if there was none.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return False
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
+    return True
