@@ -14,10 +14,8 @@ both, reusing mmdet's own ``Bottleneck`` plugin mechanism, so a block sits in
 the RoI head exactly as it would sit in stage 4 of an mmdet ``ResNet``
 backbone (same positions, same attribute and checkpoint names).
 """
-import inspect
 from typing import List, Optional, Sequence
 
-from mmengine.registry import MODELS as ROOT_MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.models.backbones.resnet import ResNet
@@ -25,81 +23,35 @@ from mmdet.models.layers import ResLayer as _make_res_layer
 from mmdet.models.roi_heads.shared_heads import ResLayer
 from mmdet.registry import MODELS
 
-_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
+from ...utils.plugins import check_plugins
+
 _RESNET_STAGES = 4
 
 
-def _check_plugin_type(block_type: object) -> None:
-    """Raise a clear ``KeyError`` if a plugin ``type`` is not registered.
-
-    mmcv's ``build_plugin_layer`` looks the type up in the current scope's
-    registry (and its parents) and, on a miss, reports ``Cannot find None``.
-    The same lookup is done here first so that the error names the type.
-    """
-    if inspect.isclass(block_type):
-        return
-    if not isinstance(block_type, str):
-        raise TypeError('PluginResLayer: a plugin cfg type must be a str or a '
-                        f'class, got {type(block_type).__name__} '
-                        f'{block_type!r}')
-    with ROOT_MODELS.switch_scope_and_registry(None) as registry:
-        found = registry.get(block_type)
-        scope = registry.scope
-    if found is None:
-        raise KeyError(
-            f'PluginResLayer: plugin type {block_type!r} is not registered '
-            f"in the '{scope}' registry or its parents. If it is an mmc3 "
-            "block (C3Block, SEBlock, CEBlock, GEBlock), add custom_imports="
-            "dict(imports=['mmc3'], allow_failed_imports=False) to the "
-            'config; otherwise check the spelling or import the module that '
-            'registers it')
-
-
-def _select_plugins(plugins: Optional[Sequence[dict]],
-                    stage: int) -> Optional[List[dict]]:
+def _select_plugins(plugins: Optional[Sequence[dict]], stage: int,
+                    depth: int) -> Optional[List[dict]]:
     """Validate ``plugins`` and keep those that apply to ``stage``.
 
     Accepts mmdet ``ResNet`` plugin entries ``dict(cfg=..., position=...,
-    stages=...)``. ``stages`` may be omitted (the plugin applies), a 1-tuple
-    ``(bool,)`` (this single stage) or a 4-tuple over the ResNet's stages, of
-    which entry ``stage`` is used, so that one stage-4 fragment fits both a
-    4-stage backbone and this head. Returns the entries without ``stages``,
-    or None when nothing applies (mmdet's ``Bottleneck`` then builds no
-    plugin machinery at all).
+    stages=...)`` (checked by :func:`mmc3.utils.plugins.check_plugins`).
+    ``stages`` may be omitted (the plugin applies), a 1-tuple ``(bool,)``
+    (this single stage) or a 4-tuple over the ResNet's stages, of which entry
+    ``stage`` is used, so that one stage-4 fragment fits both a 4-stage
+    backbone and this head. Returns the entries without ``stages``, or None
+    when nothing applies (mmdet's ``Bottleneck`` then builds no plugin
+    machinery at all).
     """
+    plugins = check_plugins(plugins, 'PluginResLayer',
+                            stage_lengths=(1, _RESNET_STAGES), depth=depth)
     if plugins is None:
         return None
-    if not isinstance(plugins, (list, tuple)):
-        raise TypeError('PluginResLayer: plugins must be a list of dicts, '
-                        f'got {type(plugins).__name__} {plugins!r}')
     selected = []
     for plugin in plugins:
-        if not isinstance(plugin, dict) or 'cfg' not in plugin \
-                or 'position' not in plugin:
-            raise TypeError(
-                'PluginResLayer: each plugin must be a dict with keys cfg and '
-                f'position (and optionally stages), got {plugin!r}')
-        cfg = plugin['cfg']
-        if not isinstance(cfg, dict) or 'type' not in cfg:
-            raise TypeError('PluginResLayer: a plugin cfg must be a dict '
-                            f"with a 'type' key, got {cfg!r}")
-        if plugin['position'] not in _POSITIONS:
-            raise ValueError(
-                f'PluginResLayer: plugin position must be one of {_POSITIONS}'
-                f", got {plugin['position']!r}")
-        _check_plugin_type(cfg['type'])
         plugin = dict(plugin)
         stages = plugin.pop('stages', None)
-        if stages is not None:
-            valid = isinstance(stages, (list, tuple)) and len(stages) in (
-                1, _RESNET_STAGES)
-            if not valid:
-                raise ValueError(
-                    'PluginResLayer: plugin stages must be None, a 1-tuple '
-                    f'or a {_RESNET_STAGES}-tuple of bools over the ResNet '
-                    f'stages, got {stages!r}')
-            if not (stages[0] if len(stages) == 1 else stages[stage]):
-                continue
+        if stages is not None and not (stages[0] if len(stages) == 1 else
+                                       stages[stage]):
+            continue
         selected.append(plugin)
     return selected or None
 
@@ -190,12 +142,8 @@ class PluginResLayer(ResLayer):
         if base_channels < 1:
             raise ValueError('PluginResLayer: base_channels must be a '
                              f'positive int, got {base_channels}')
-        stage_plugins = _select_plugins(plugins, stage)
+        stage_plugins = _select_plugins(plugins, stage, depth)
         block, stage_blocks = ResNet.arch_settings[depth]
-        if stage_plugins and not hasattr(block, 'make_block_plugins'):
-            raise ValueError(
-                'PluginResLayer: plugins need a bottleneck ResNet (depth 50, '
-                f'101 or 152), got depth={depth}')
         super().__init__(
             depth,
             stage=stage,
