@@ -43,10 +43,10 @@ model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
     backbone=dict(
-        type='ChainedPluginResNet',  # mmseg ResNet, stacked plugins chained
+        # mmseg's ResNetV1c (deep stem, the stem of mmseg's pretrained
+        # weights), with stacked plugins chained
+        type='ChainedPluginResNetV1c',
         depth=101,
-        deep_stem=True,  # ResNetV1c, the stem of mmseg's pretrained weights
-        avg_down=False,
         stem_channels=64,
         base_channels=64,
         num_stages=4,

@@ -54,7 +54,7 @@ def test_recipe(path):
     assert cfg.custom_imports == dict(imports=['mmc3'],
                                       allow_failed_imports=False)
     backbone, head = cfg.model.backbone, cfg.model.decode_head
-    assert backbone.type == 'ChainedPluginResNet' and backbone.depth == 101
+    assert backbone.type == 'ChainedPluginResNetV1c' and backbone.depth == 101
     assert backbone.strides == (1, 2, 1, 1)
     assert backbone.dilations == (1, 1, 2, 4)
     assert backbone.frozen_stages == 3 and backbone.norm_eval

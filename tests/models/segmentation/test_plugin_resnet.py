@@ -153,3 +153,94 @@ def test_frozen_stages_have_no_trainable_parameters():
     # norm_eval: every BN, in stage 4 too, keeps its running statistics
     assert all(not m.training for m in backbone.modules()
                if isinstance(m, nn.BatchNorm2d))
+
+
+# --------------------------------------------------------------------------
+# One host per mmseg ResNet flavour: the README's recipe keeps the stem
+# --------------------------------------------------------------------------
+V1C_CONFIG = 'mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py'
+
+
+def _upstream_v1c_backbone_cfg():
+    """The backbone of an upstream ResNetV1c config (PSPNet), as written."""
+    from mmengine.config import Config
+    path = _tmp_config(f'_base_ = {V1C_CONFIG!r}\n')
+    backbone = dict(Config.fromfile(path).model.backbone)
+    assert backbone['type'] == 'ResNetV1c'
+    backbone['init_cfg'] = None  # no download
+    return backbone
+
+
+def _tmp_config(text: str) -> str:
+    import tempfile
+    handle = tempfile.NamedTemporaryFile('w', suffix='.py', delete=False)
+    with handle:
+        handle.write(text)
+    return handle.name
+
+
+def test_readme_recipe_keeps_the_upstream_v1c_stem():
+    """Putting ``ChainedPlugin`` in front of an upstream ``ResNetV1c``
+    backbone type (the README's recipe) builds the same state-dict keys as
+    upstream plus only the plugin keys, so ``open-mmlab://resnet50_v1c``
+    weights still load; the upstream weights load into it unchanged."""
+    from mmseg.registry import MODELS
+    upstream_cfg = _upstream_v1c_backbone_cfg()
+    upstream = MODELS.build(upstream_cfg)
+    ours = MODELS.build(dict(
+        upstream_cfg, type='ChainedPluginResNetV1c',
+        plugins=_stage4('after_conv3', dict(type='SEBlock'))))
+    upstream_keys, our_keys = set(upstream.state_dict()), set(
+        ours.state_dict())
+    assert any(k.startswith('stem.') for k in upstream_keys)
+    assert upstream_keys <= our_keys
+    extra = our_keys - upstream_keys
+    assert extra and all('.se_block.' in k for k in extra), sorted(extra)[:5]
+    missing, unexpected = ours.load_state_dict(upstream.state_dict(),
+                                               strict=False)
+    assert not unexpected and set(missing) == extra
+    # and without plugins the two compute the same function
+    plain = MODELS.build(dict(upstream_cfg, type='ChainedPluginResNetV1c'))
+    plain.load_state_dict(upstream.state_dict())
+    upstream.eval(), plain.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(upstream(x), plain(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_plain_host_on_a_v1c_config_would_drop_the_stem():
+    """Why the V1c host exists: ``ChainedPluginResNet`` has mmseg ResNet's
+    defaults (7x7 stem), so it is not a drop-in for ``ResNetV1c``."""
+    from mmseg.registry import MODELS
+    upstream_cfg = _upstream_v1c_backbone_cfg()
+    plain = MODELS.build(dict(upstream_cfg, type='ChainedPluginResNet'))
+    assert not any(k.startswith('stem.') for k in plain.state_dict())
+
+
+@pytest.mark.parametrize('flavour,stem_key,avg_down', [
+    ('ChainedPluginResNetV1c', 'stem.0.weight', False),
+    ('ChainedPluginResNetV1d', 'stem.0.weight', True),
+    ('ChainedPluginResNet', 'conv1.weight', False),
+])
+def test_each_flavour_has_its_upstream_stem_and_chains(flavour, stem_key,
+                                                       avg_down):
+    from mmseg.models.backbones import ResNet, ResNetV1c, ResNetV1d
+    upstream_type = {'ChainedPluginResNetV1c': ResNetV1c,
+                     'ChainedPluginResNetV1d': ResNetV1d,
+                     'ChainedPluginResNet': ResNet}[flavour]
+    from mmseg.registry import MODELS
+    backbone = MODELS.build(dict(
+        type=flavour, depth=50, base_channels=8, stem_channels=8,
+        init_cfg=None, plugins=_stage4(
+            'after_conv3', dict(type=_AffineProbe, postfix='_1'),
+            dict(type=_AffineProbe, postfix='_2'))))
+    assert isinstance(backbone, upstream_type)
+    assert stem_key in backbone.state_dict()
+    assert backbone.avg_down is avg_down
+    block = backbone.layer4[0]
+    assert type(block) is ChainedPluginBottleneck
+    x = torch.randn(1, 256, 4, 4)  # stage-4 output: 8 * 8 * 4 channels
+    torch.testing.assert_close(
+        block.forward_plugin(x, block.after_conv3_plugin_names),
+        block.affine_probe_2(block.affine_probe_1(x)))
