@@ -44,3 +44,23 @@ def run_as_mmdet_plugin(block_cfg: dict, input_hw=(64, 64), batch: int = 2):
             assert p.grad is not None, f'{pname} got no gradient'
             assert torch.isfinite(p.grad).all(), f'{pname} has a non-finite gradient'
     return backbone, outs
+
+
+#: Unit roundoff of float32 (2**-24): one rounding changes a value by at most
+#: this fraction of it.
+FLOAT32_UNIT_ROUNDOFF = torch.finfo(torch.float32).eps / 2
+
+
+def float32_sum_bound(terms: int, magnitude: float) -> float:
+    """Largest rounding error of a float32 sum of ``terms`` values whose
+    absolute values add up to at most ``magnitude``, in any summation order
+    (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed.,
+    eq. 4.4: ``gamma_n * sum |x_i|`` with ``gamma_n = n u / (1 - n u)``).
+
+    Two float32 computations of one sum that differ only in order (chunking,
+    blocking, another CPU's vector width) differ by at most twice this. Use
+    it instead of a tolerance tuned on one machine.
+    """
+    nu = terms * FLOAT32_UNIT_ROUNDOFF
+    assert nu < 0.1, 'the bound needs n * u << 1'
+    return nu / (1 - nu) * magnitude
