@@ -174,3 +174,139 @@ def test_history_buffer_getattr_allows_only_its_statistics():
                       (os, 'system'), (torch.load, '__globals__')):
         with pytest.raises(pickle.UnpicklingError, match='only public'):
             _history_buffer_getattr(obj, name)
+
+
+# --------------------------------------------------------------------------
+# The allow-list itself: exactly these globals, and nothing that runs code
+# --------------------------------------------------------------------------
+# Every global mmc3 adds to torch's weights_only allow-list, spelled out. A
+# change to the list must change this test (and be argued in review).
+PINNED_SAFE_GLOBALS = (
+    'mmengine.logging.history_buffer:HistoryBuffer',
+    'numpy:ndarray',
+    'numpy:dtype',
+    'numpy.core.multiarray:_reconstruct',
+    'numpy.core.multiarray:scalar',
+    'numpy._core.multiarray:_reconstruct',
+    'numpy._core.multiarray:scalar',
+) + tuple(f'numpy.dtypes:{name}' for name in (
+    'BoolDType', 'Int8DType', 'Int16DType', 'Int32DType', 'Int64DType',
+    'UInt8DType', 'UInt16DType', 'UInt32DType', 'UInt64DType',
+    'Float16DType', 'Float32DType', 'Float64DType'))
+
+
+def _resolve(spec: str):
+    """The object named ``module:attr``, or None where it does not exist."""
+    import importlib
+    module, attr = spec.split(':')
+    try:
+        return getattr(importlib.import_module(module), attr, None)
+    except ImportError:
+        return None
+
+
+def test_the_allow_list_is_exactly_the_pinned_set():
+    """Registered in a fresh interpreter: what ``import mmc3.utils`` adds to
+    torch's allow-list is the pinned set plus the HistoryBuffer-only getattr
+    stand-in, nothing else (torch's own types, which torch registers when
+    its distributed modules load, aside)."""
+    import subprocess
+    import sys
+    script = (
+        'import torch\n'
+        'before = {id(o) for o in torch.serialization.get_safe_globals()}\n'
+        'import mmc3.utils\n'
+        'added = []\n'
+        'for entry in torch.serialization.get_safe_globals():\n'
+        '    if id(entry) in before: continue\n'
+        # torch registers its own DTensor types when those modules load
+        '    if getattr(entry, "__module__", "").startswith("torch."): continue\n'
+        '    if isinstance(entry, tuple):\n'
+        '        obj, name = entry\n'
+        '        added.append(f"{obj.__module__}.{obj.__qualname__} as {name}")\n'
+        '    else:\n'
+        '        added.append(f"{entry.__module__}:{entry.__qualname__}:{id(entry)}")\n'
+        'print("\\n".join(sorted(added)))\n')
+    out = subprocess.run([sys.executable, '-c', script], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout.split('\n')
+    aliases = [line for line in out if ' as ' in line]
+    assert aliases == ['mmc3.utils.checkpoint._history_buffer_getattr as '
+                       'builtins.getattr']
+    # objects (by id) of the pinned names that exist in this numpy
+    from mmc3.utils import mmengine_checkpoint_safe_globals
+    expected = {_resolve(s) for s in PINNED_SAFE_GLOBALS} - {None}
+    assert set(mmengine_checkpoint_safe_globals()) == expected
+    assert len([line for line in out if line and ' as ' not in line]) == len(
+        expected)
+
+
+def _global(module: str, name: str) -> bytes:
+    return b'c' + module.encode() + b'\n' + name.encode() + b'\n'
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return b'X' + len(data).to_bytes(4, 'little') + data
+
+
+def _call(func: bytes, *args: bytes) -> bytes:
+    """Pickle ops for ``func(*args)`` (protocol 2: MARK ... TUPLE REDUCE)."""
+    return func + b'(' + b''.join(args) + b'tR'
+
+
+def _payloads(marker: str):
+    """Pickles that create ``marker`` when unpickled, through globals torch
+    does not refuse on its own (only os/posix/nt/sys are blocked by torch
+    itself): each is refused only because mmc3's allow-list lacks it."""
+    touch = f"open({marker!r}, 'w').close()"
+    import_os = _call(_global('builtins', '__import__'), _text('os'))
+    return {
+        'builtins.eval': _call(_global('builtins', 'eval'), _text(touch)),
+        'builtins.exec': _call(_global('builtins', 'exec'), _text(touch)),
+        'builtins.compile+exec': _call(
+            _global('builtins', 'exec'),
+            _call(_global('builtins', 'compile'), _text(touch), _text('x'),
+                  _text('exec'))),
+        'builtins.open': _call(_global('builtins', 'open'), _text(marker),
+                               _text('w')),
+        'subprocess.check_call': _call(
+            _global('subprocess', 'check_call'),
+            b'(' + _text('touch') + _text(marker) + b'l'),
+        'operator.methodcaller(__import__)': _call(
+            _call(_global('operator', 'methodcaller'), _text('system'),
+                  _text(f'touch {marker}')), import_os),
+        'operator.attrgetter(__import__)': _call(
+            _call(_global('operator', 'attrgetter'), _text('system')),
+            import_os),
+        'importlib.import_module': _call(
+            _global('importlib', 'import_module'), _text('os')),
+        'functools.partial(eval)': _call(
+            _call(_global('functools', 'partial'), _global('builtins', 'eval'),
+                  _text(touch))),
+        'pydoc.locate': _call(_global('pydoc', 'locate'),
+                              _text('os.system')),
+        'getattr(HistoryBuffer.__init__.__globals__)': _call(
+            _global('builtins', 'getattr'),
+            _call(_global('builtins', 'getattr'),
+                  _global('mmengine.logging.history_buffer', 'HistoryBuffer'),
+                  _text('__init__')), _text('__globals__')),
+    }
+
+
+@pytest.mark.parametrize('name', sorted(_payloads('m')))
+def test_payloads_torch_does_not_block_are_refused(tmp_path, name):
+    """Each payload names a global torch itself would allow once listed: the
+    refusal is mmc3's list at work (adding e.g. ``builtins.eval`` to it makes
+    this test fail)."""
+    import zipfile
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    with zipfile.ZipFile(path, 'w') as archive:
+        archive.writestr('evil/data.pkl',
+                         b'\x80\x02' + _payloads(str(marker))[name] + b'.')
+        archive.writestr('evil/byteorder', 'little')
+        archive.writestr('evil/version', '3\n')
+    register_checkpoint_safe_globals()
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+    assert not marker.exists()
