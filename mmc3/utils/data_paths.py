@@ -26,7 +26,7 @@ def _dataset_paths(dataset: Any, key: str) -> Iterator[Tuple[str, str]]:
     if isinstance(dataset.get('dataset'), dict):  # RepeatDataset & co.
         yield from _dataset_paths(dataset['dataset'], key + '.dataset')
     for i, sub in enumerate(dataset.get('datasets') or []):
-        yield from _dataset_paths(sub, f'{key}.datasets[{i}]')
+        yield from _dataset_paths(sub, f'{key}.datasets.{i}')
     if dataset.get('download'):  # e.g. CIFAR: fetched on first use
         return
     root = dataset.get('data_root')
