@@ -39,11 +39,43 @@ _BLOCK_TYPES = {
 # Keys whose ``type`` names an mmcv op looked up by attribute, not a registry.
 _MMCV_OP_KEYS = ('roi_layer', 'nms')
 
-REQUIRED = [
-    f'{model}_r101_{block}{suffix}.py' for block in _BLOCK_TYPES
-    for model, suffix in (('faster_rcnn', ''), ('faster_rcnn', '_voc0712'),
-                          ('mask_rcnn', '_coco'))
-]
+# The experiment table (DESIGN, README "Configs"), written out: every one
+# must exist, and the configs named like experiments are exactly these.
+REQUIRED = sorted(f'{stem}.py' for stem in """
+    faster_rcnn_r101_baseline faster_rcnn_r101_se faster_rcnn_r101_c3
+    faster_rcnn_r101_ce faster_rcnn_r101_ge
+    faster_rcnn_r101_baseline_voc0712 faster_rcnn_r101_se_voc0712
+    faster_rcnn_r101_c3_voc0712 faster_rcnn_r101_ce_voc0712
+    faster_rcnn_r101_ge_voc0712
+    mask_rcnn_r101_baseline_coco mask_rcnn_r101_se_coco mask_rcnn_r101_c3_coco
+    mask_rcnn_r101_ce_coco mask_rcnn_r101_ge_coco
+    deeplabv2_r101_baseline_voc12aug deeplabv2_r101_se_voc12aug
+    deeplabv2_r101_c3_voc12aug deeplabv2_r101_ce_voc12aug
+    deeplabv2_r101_ge_voc12aug
+    """.split())
+
+# The block settings each experiment states (config headers, the fragments in
+# configs/_base_/blocks/, README): C3 on the 7x7 maps of the C4 RoI head and
+# on DeepLab's 41x41 stage-4 maps with k = 8 and the paper's defaults; SE
+# ratio 16; CE r = 4, groups of 16, 3 Newton-Schulz steps; GE-theta+ with a
+# global gather over the same map sizes. Every block after conv3 of every
+# stage-4 bottleneck.
+_C4_BLOCKS = {
+    'se': dict(type='SEBlock', ratio=16),
+    'c3': dict(type='C3Block', grid_size=7, reduction=8),
+    'ce': dict(type='CEBlock', ratio=4, group_size=16, ns_iters=3),
+    'ge': dict(type='GEBlock', variant='theta+', extent='global',
+               feat_size=7, ratio=16),
+}
+EXPECTED_BLOCK = {
+    'faster_rcnn': _C4_BLOCKS,
+    'mask_rcnn': _C4_BLOCKS,
+    'deeplabv2': dict(
+        _C4_BLOCKS,
+        c3=dict(type='C3Block', grid_size=(41, 41), reduction=8),
+        ge=dict(type='GEBlock', variant='theta+', extent='global',
+                feat_size=(41, 41), ratio=16)),
+}
 
 
 def _id(path: Path) -> str:
@@ -132,8 +164,33 @@ def test_glob_finds_the_experiment_configs():
     names = {p.name for p in CONFIGS}
     missing = [n for n in REQUIRED if n not in names]
     assert not missing, f'missing configs: {missing}'
-    # and the architecture test below covers every one of them
-    assert all(_EXPERIMENT.match(Path(n).stem) for n in REQUIRED)
+    # the architecture tests below run on exactly the experiment table
+    experiments = sorted(p.name for p in CONFIGS if _EXPERIMENT.match(p.stem))
+    assert experiments == REQUIRED
+
+
+@pytest.mark.parametrize(
+    'path', [p for p in CONFIGS if _EXPERIMENT.match(p.stem)], ids=_id)
+def test_config_keeps_the_stated_block_settings(path):
+    """The block, its options, its position and its stages are the ones the
+    config header and the README state (a changed grid_size, variant or
+    ratio in a fragment fails here)."""
+    cfg = _load(path)
+    model_name, block = _EXPERIMENT.match(path.stem).group(1, 2)
+    model = cfg.model
+    shared = (model.get('roi_head') or {}).get('shared_head')
+    host = shared if shared is not None else model.backbone
+    plugins = host.get('plugins') or []
+    if shared is not None:  # C4: no plugins in the backbone (stages 1-3)
+        assert not model.backbone.get('plugins')
+    if block == 'baseline':
+        assert plugins == []
+        return
+    assert len(plugins) == 1, plugins
+    plugin = plugins[0]
+    assert plugin['position'] == 'after_conv3'
+    assert tuple(plugin['stages']) == (False, False, False, True)
+    assert dict(plugin['cfg']) == EXPECTED_BLOCK[model_name][block]
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_id)

@@ -40,10 +40,34 @@ def test_benchmark_blocks_prints_block_and_bottleneck_rows():
     for row in rows[1:]:
         assert row[0] == '2x2048x7x7'
         assert float(row[3]) > 0  # latency was measured
-    # the bottleneck is the reference of every ratio
-    assert float(rows[1][4]) == 1.0
+    # the bottleneck is the reference of every ratio: each ratio cell is the
+    # block's value over the bottleneck's, up to the printed rounding
+    # (values to 0.05, ratios to 0.0005)
+    ref = rows[1]
+    assert float(ref[4]) == 1.0
+    for row in rows[2:]:
+        for value, reference, printed in ((3, 3, 4), (5, 5, 6), (7, 7, 8)):
+            if row[value] == 'n/a' or ref[reference] == 'n/a':
+                continue
+            a, b = float(row[value]), float(ref[reference])
+            if b <= 0.1:  # too small a reference for the printed digits
+                continue
+            slack = 0.0005 + 0.05 / b + a * 0.05 / (b * (b - 0.05))
+            assert abs(float(row[printed]) - a / b) <= slack, (row, ref)
     # the C3 block's parameters do not depend on the channels (7x7, k=8)
     assert rows[3][2] == '1,286'
+
+
+def test_benchmark_ratio_is_block_over_reference():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_blocks', ROOT / 'tools' / 'analysis_tools' /
+        'benchmark_blocks.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.ratio(3.0, 2.0) == '1.500'
+    assert module.ratio(1.0, 4.0) == '0.250'
+    assert module.ratio(None, 2.0) == module.ratio(1.0, 0.0) == 'n/a'
 
 
 def test_benchmark_message_passing_reports_error_and_speed():

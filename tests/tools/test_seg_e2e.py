@@ -6,6 +6,7 @@ Generates a tiny Pascal VOC 2012 segmentation set, trains a shrunk
 scores the checkpoint with ``tools/dist_test.sh`` and checks that mIoU and
 mean accuracy are reported as percentages.
 """
+import math
 import os
 import os.path as osp
 import re
@@ -102,7 +103,10 @@ def test_deeplabv2_c3_trains_and_reports_miou(tmp_path):
                       '--work-dir', work_dir], cwd=ROOT)
     checkpoint = osp.join(work_dir, f'iter_{MAX_ITERS}.pth')
     assert osp.isfile(checkpoint), train_log[-3000:]
-    assert re.search(r'loss: ' + _NUMBER, train_log), train_log[-3000:]
+    losses = [float(v) for v in re.findall(r'\bloss: ' + _NUMBER, train_log)]
+    # one logged loss per iteration (logger interval 1), every one finite
+    assert len(losses) == MAX_ITERS, train_log[-3000:]
+    assert all(math.isfinite(v) for v in losses), losses
     # two ranks really ran (mmengine's runtime report)
     assert 'Distributed training: True' in train_log, train_log[-3000:]
     assert re.search(r'GPU number: 2\b', train_log), train_log[-3000:]
@@ -115,4 +119,5 @@ def test_deeplabv2_c3_trains_and_reports_miou(tmp_path):
         assert found, f'{name} not reported:\n{test_log[-3000:]}'
         metrics[name] = float(found[-1])
     for name, value in metrics.items():
-        assert 0.0 <= value <= 100.0, f'{name} = {value}'
+        assert math.isfinite(value) and 0.0 <= value <= 100.0, \
+            f'{name} = {value}'

@@ -392,7 +392,7 @@ def test_autocast_bfloat16_keeps_statistics_in_float32(input_dtype):
 # --------------------------------------------------------------------------
 # Running statistics, eval mode
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize('momentum', [0.1, 0.5])
+@pytest.mark.parametrize('momentum', [0.1, 0.3])  # m != 1 - m
 def test_running_buffers_follow_the_momentum_rule(momentum):
     block = CEBlock(16, group_size=8, momentum=momentum)
     x1 = torch.randn(2, 16, 4, 5)
