@@ -91,9 +91,12 @@ def run_and_finish(cfg: Config, work) -> None:
 
 
 def build_runner(cfg: Config):
-    """The config's runner (``runner_type`` if set, else mmengine's)."""
+    """The config's runner: ``runner_type`` if set, else mmengine's
+    ``Runner`` with atomic checkpoint writes
+    (:class:`mmc3.utils.AtomicCheckpointRunner`)."""
     from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
+
+    from mmc3.utils import AtomicCheckpointRunner
     if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
+        return AtomicCheckpointRunner.from_cfg(cfg)
     return RUNNERS.build(cfg)

@@ -14,6 +14,10 @@ with real DistributedDataParallel over ``gloo`` (see
 Checkpoints load with ``torch.load(weights_only=True)`` and an allow-list of
 the types mmengine's checkpoints hold (:mod:`mmc3.utils.checkpoint`);
 ``--trust-checkpoint`` lifts it for trusted legacy files.
+
+Checkpoints are written atomically and carry each rank's random state, so a
+run killed at any point resumes with ``--resume`` and continues exactly
+(:mod:`mmc3.utils.resume`).
 """
 import argparse
 import sys
@@ -72,6 +76,14 @@ def build_cfg(args: argparse.Namespace) -> Config:
                 'base_batch_size=N) in the config, none found in '
                 f'{args.config}')
         cfg.auto_scale_lr.enable = True
+
+    # save the generators' states with every checkpoint, so that --resume
+    # continues exactly (mmc3.utils.RandomStateHook)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(isinstance(h, dict) and h.get('type') == 'RandomStateHook'
+               for h in hooks):
+        hooks.append(dict(type='RandomStateHook'))
+    cfg.custom_hooks = hooks
 
     if args.resume == 'auto':
         cfg.resume = True
