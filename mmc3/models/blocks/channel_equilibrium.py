@@ -150,7 +150,13 @@ class CEBlock(BaseModule):
           is then 0 (released: NaN).
         * ``pool=True`` pools with ``ceil_mode=True`` so that odd and 1x1
           maps keep their last row/column (released: ``floor``, which fails
-          on 1x1 maps).
+          on 1x1 maps). The pooled covariance is divided by the pooled
+          sample count ``M_p = N * ceil(H/2) * ceil(W/2)``; the released code
+          divides it by the unpooled ``M = N*H*W`` (about 4x more), so its
+          covariance is ``M_p / M`` times ours and, after the trace
+          normalisation, its ``eps`` weighs ``M / M_p`` times more. Its
+          whitening matrix is exactly ours computed with ``eps * M / M_p``
+          (``4 * eps`` for even ``H`` and ``W``) in the BD branch (tested).
         * The released code also tracks a running mean that it never uses;
           it is not kept here.
         * Batch statistics are computed per process, not synchronised

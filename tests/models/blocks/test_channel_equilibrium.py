@@ -578,3 +578,36 @@ def test_host_with_norm_eval_and_zero_init_residual():
     torch.testing.assert_close(together[:1], alone, rtol=1e-5, atol=1e-5)
     for block, wm in zip(blocks, before):
         assert torch.equal(block.running_wm, wm)
+
+
+def _released_pooled_whitening(u, group_size, eps, iters):
+    """The released code's pooled BD (float64): 2x2 max-pool, covariance of
+    the pooled maps divided by the *unpooled* count N*H*W, eps * I,
+    trace-normalised, Newton-Schulz from I."""
+    n, c, h, w = u.shape
+    x = torch.nn.functional.max_pool2d(u.double(), 2, 2)
+    g = c // group_size
+    xg = x.reshape(n, g, group_size, -1).permute(1, 2, 0, 3).reshape(
+        g, group_size, -1)
+    xc = xg - xg.mean(-1, keepdim=True)
+    sigma = eps * torch.eye(group_size, dtype=torch.float64) + \
+        xc @ xc.transpose(1, 2) / (n * h * w)
+    sigma_n = sigma / sigma.diagonal(dim1=1, dim2=2).sum(-1).view(g, 1, 1)
+    p = torch.eye(group_size, dtype=torch.float64).expand(g, -1, -1)
+    for _ in range(iters):
+        p = 1.5 * p - 0.5 * p @ p @ p @ sigma_n
+    return p
+
+
+def test_pooled_covariance_count_differs_from_released_by_eps_only():
+    """The Note's claim: with pool=True the released whitening equals ours
+    with eps scaled by M / M_p (4 for even maps), and differs from ours at
+    the same eps."""
+    u = torch.randn(2, 16, 6, 8, dtype=torch.float64) * 0.01  # eps matters
+    eps = 1e-5
+    released = _released_pooled_whitening(u, 8, eps, 3)
+    scaled = CEBlock(16, group_size=8, pool=True, eps=4 * eps).double()
+    same_eps = CEBlock(16, group_size=8, pool=True, eps=eps).double()
+    torch.testing.assert_close(scaled._whitening_matrix(u), released,
+                               rtol=1e-10, atol=1e-12)
+    assert (same_eps._whitening_matrix(u) - released).abs().max() > 1e-3
