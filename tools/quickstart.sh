@@ -61,9 +61,12 @@ for row in "${VARIANTS[@]}"; do
     mkdir -p "$work"
     say "training $name: tools/dist_train.sh $config $GPUS (log: $work/train.log)"
     start=$(date +%s)
-    # evaluation happens once, below, with dist_test.sh
+    # evaluation happens once, below, with dist_test.sh: no validation loop
+    # while training (mmengine validates at the last iteration whatever
+    # val_interval says, so the loop itself is removed)
     bash tools/dist_train.sh "$config" "$GPUS" --work-dir "$work" \
-        --cfg-options train_cfg.val_interval=1000000000 "${extra[@]}" \
+        --cfg-options val_dataloader=None val_evaluator=None val_cfg=None \
+        "${extra[@]}" \
         2>&1 | tee "$work/train.log" | grep --line-buffered -E 'Iter\(train\)|Error|error:' || true
     seconds=$(( $(date +%s) - start ))
     ckpt=$(cat "$work/last_checkpoint" 2>/dev/null || true)
