@@ -32,6 +32,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
+from mmengine.dist import master_only
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
@@ -193,8 +194,10 @@ class RandomStateHook(Hook):
 class AtomicCheckpointRunner(Runner):
     """mmengine's ``Runner`` whose local checkpoints appear complete or not
     at all: written to ``NAME.part`` and renamed (see the module docstring).
-    Remote ``out_dir`` (``s3://`` ...) are written as upstream does."""
+    Remote ``out_dir`` (``s3://`` ...) are written as upstream does. Like
+    upstream's, only the main process writes."""
 
+    @master_only
     def save_checkpoint(self, out_dir: str, filename: str, *args,
                         **kwargs) -> None:
         if '://' in str(out_dir):
