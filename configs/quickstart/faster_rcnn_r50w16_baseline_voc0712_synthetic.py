@@ -104,3 +104,7 @@ optim_wrapper = dict(optimizer=dict(lr=0.02))
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(by_epoch=False, interval=max_iters))
+# A fixed seed: without one mmengine draws a new seed per run, and two runs
+# of the same quickstart gave mIoU 51.2 and 28.0. With it, a rerun on the
+# same machine repeats the run (tests/tools/test_seg_e2e.py checks this).
+randomness = dict(seed=0)

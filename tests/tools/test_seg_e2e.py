@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 
+import torch
 from mmengine.config import Config
 
 from tests._shrink_mmseg import CROP, shrink_config
@@ -121,3 +122,57 @@ def test_deeplabv2_c3_trains_and_reports_miou(tmp_path):
     for name, value in metrics.items():
         assert math.isfinite(value) and 0.0 <= value <= 100.0, \
             f'{name} = {value}'
+
+
+QUICKSTART_SEG = osp.join(ROOT, 'configs', 'quickstart',
+                          'deeplabv2_r50w8_c3_voc12_synthetic.py')
+
+
+def _quickstart_training_options() -> list:
+    """The --cfg-options tools/quickstart.sh passes to dist_train.sh."""
+    with open(osp.join(ROOT, 'tools', 'quickstart.sh')) as f:
+        script = f.read()
+    line = re.search(r'--cfg-options ([^\\\n]+)', script).group(1)
+    return line.split()
+
+
+def test_quickstart_segmenter_repeats_itself_and_trains_without_validation(
+        tmp_path):
+    """The quickstart's DeepLab-v2 + C3 config, trained twice by
+    tools/dist_train.sh (2 CPU processes) with the quickstart's options:
+    the two runs end with identical weights and score the same mIoU, and
+    training runs no validation loop (the quickstart evaluates once, with
+    dist_test.sh)."""
+    data = tmp_path / 'data'
+    _run([sys.executable, 'tools/misc/generate_synthetic_data.py', '--out',
+          str(data), '--formats', 'voc', '--voc-years', '2012',
+          '--num-train', '4', '--num-val', '2', '--size', '160', '128',
+          '--seed', '0'], cwd=ROOT)
+    data_root = str(data / 'VOCdevkit' / 'VOC2012')
+    options = [f'train_dataloader.dataset.datasets.0.data_root={data_root}',
+               f'test_dataloader.dataset.data_root={data_root}',
+               'train_cfg.max_iters=4', 'default_hooks.checkpoint.interval=4',
+               'default_hooks.logger.interval=1']
+    training = _quickstart_training_options()
+    assert training[:3] == ['val_dataloader=None', 'val_evaluator=None',
+                            'val_cfg=None']
+    results = []
+    for run in ('a', 'b'):
+        work = str(tmp_path / run)
+        log = _run(['bash', 'tools/dist_train.sh', QUICKSTART_SEG, '2',
+                    '--work-dir', work, '--cfg-options', *training[:3],
+                    *options], cwd=ROOT)
+        assert 'Iter(val)' not in log and 'Iter(train) [4/4]' in log
+        checkpoint = osp.join(work, 'iter_4.pth')
+        log = _run(['bash', 'tools/dist_test.sh', QUICKSTART_SEG, checkpoint,
+                    '2', '--work-dir', osp.join(work, 'test'),
+                    '--cfg-options', *options], cwd=ROOT)
+        miou = re.findall(r'mIoU:\s*' + _NUMBER, log)
+        assert miou, log[-3000:]
+        weights = torch.load(checkpoint, map_location='cpu',
+                             weights_only=False)['state_dict']
+        results.append((float(miou[-1]), weights))
+    (miou_a, a), (miou_b, b) = results
+    assert miou_a == miou_b
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
