@@ -14,19 +14,18 @@ The kills come from a small hook module imported by the configs
 import glob
 import json
 import os
-import re
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from ._run import ROOT, TOOLS, free_port, generate, run
+from ._run import TOOLS, coco_quickstart_config, free_port, generate, run
 
-QUICKSTART_C3 = osp.join(ROOT, 'configs', 'quickstart',
-                         'faster_rcnn_r50w16_c3_voc0712_synthetic.py')
 ITERS = 4
 
 KILLER = '''
@@ -78,23 +77,11 @@ def setup(tmp_path_factory):
     generate(data, '--formats', 'coco', '--num-train', 4, '--num-val', 2,
              '--size', 96, 80, '--seed', 1)
     (root / 'mmc3_test_killer.py').write_text(KILLER)
-    data_root = str(data / 'coco') + '/'
+    data_root = data / 'coco'
     cfg = root / 'tiny.py'
-    cfg.write_text(f'''
-_base_ = [{QUICKSTART_C3!r}]
+    cfg.write_text(coco_quickstart_config(data_root) + f'''
 custom_imports = dict(imports=['mmc3', 'mmc3_test_killer'],
                       allow_failed_imports=False)
-data_root = {data_root!r}
-metainfo = dict(classes=('car', 'person', 'dog'))
-model = dict(roi_head=dict(bbox_head=dict(num_classes=3)))
-train_dataloader = dict(
-    batch_size=1, num_workers=0, persistent_workers=False,
-    dataset=dict(
-        _delete_=True, type='CocoDataset', data_root=data_root,
-        metainfo=metainfo, ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=8),
-        pipeline=_base_.train_pipeline))
 val_dataloader = None
 val_evaluator = None
 val_cfg = None
@@ -138,9 +125,15 @@ def _weights(path) -> dict:
                       weights_only=False)['state_dict']
 
 
-def test_kill_and_resume_continues_exactly(setup, tmp_path):
-    straight = tmp_path / 'straight'
-    _train(setup, straight)
+@pytest.fixture(scope='module')
+def straight(setup):
+    """The uninterrupted run: ITERS iterations in one go."""
+    work = Path(setup[0]) / 'straight'
+    _train(setup, work)
+    return work
+
+
+def test_kill_and_resume_continues_exactly(setup, straight, tmp_path):
     interrupted = tmp_path / 'interrupted'
     code, out = _train(setup, interrupted, check=False,
                        MMC3_TEST_KILL_AT=str(ITERS // 2 + 1))
@@ -163,12 +156,10 @@ def test_kill_and_resume_continues_exactly(setup, tmp_path):
     assert losses_a == losses_b
 
 
-def test_resume_without_the_random_state_differs(setup, tmp_path):
+def test_resume_without_the_random_state_differs(setup, straight, tmp_path):
     """The same resume with the state files removed (what mmengine alone
     does) does not repeat the run: the exactness above is the hook's."""
     import shutil
-    straight = tmp_path / 'straight'
-    _train(setup, straight)
     interrupted = tmp_path / 'interrupted'
     _train(setup, interrupted, check=False,
            MMC3_TEST_KILL_AT=str(ITERS // 2 + 1))

@@ -9,27 +9,12 @@ import os.path as osp
 import re
 import sys
 
-from ._run import ROOT, TOOLS, free_port, generate, run
-
-QUICKSTART_C3 = osp.join(ROOT, 'configs', 'quickstart',
-                         'faster_rcnn_r50w16_c3_voc0712_synthetic.py')
+from ._run import TOOLS, coco_quickstart_config, free_port, generate, run
 
 
 def _coco_config(tmp_path, data_root) -> str:
     """The quickstart C3 config on the generated COCO split, 2 iterations."""
-    text = f'''
-_base_ = [{QUICKSTART_C3!r}]
-data_root = {str(data_root) + '/'!r}
-metainfo = dict(classes=('car', 'person', 'dog'))
-model = dict(roi_head=dict(bbox_head=dict(num_classes=3)))
-train_dataloader = dict(
-    batch_size=1,
-    dataset=dict(
-        _delete_=True, type='CocoDataset', data_root=data_root,
-        metainfo=metainfo, ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=8),
-        pipeline=_base_.train_pipeline))
+    text = coco_quickstart_config(data_root) + '''
 val_dataloader = dict(
     batch_size=1,
     dataset=dict(
