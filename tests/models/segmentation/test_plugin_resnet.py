@@ -244,3 +244,32 @@ def test_each_flavour_has_its_upstream_stem_and_chains(flavour, stem_key,
     torch.testing.assert_close(
         block.forward_plugin(x, block.after_conv3_plugin_names),
         block.affine_probe_2(block.affine_probe_1(x)))
+
+
+def _readme_mmseg_snippet() -> str:
+    """The mmseg config snippet of the README's "Adding a block" section."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[3] / 'README.md').read_text()
+    section = text[text.index('## Adding a block to any mmdet'):]
+    section = section[section.index("In mmseg configs put `ChainedPlugin`"):]
+    start = section.index('```python\n') + len('```python\n')
+    return section[start:section.index('```', start)]
+
+
+def test_readme_mmseg_snippet_keeps_upstream_keys(tmp_path):
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    snippet = _readme_mmseg_snippet()
+    assert V1C_CONFIG in snippet
+    path = tmp_path / 'my_pspnet_se.py'
+    path.write_text(snippet)
+    cfg = Config.fromfile(str(path))
+    ours_cfg = dict(cfg.model.backbone, init_cfg=None)
+    ours = MODELS.build(ours_cfg)
+    upstream = MODELS.build(_upstream_v1c_backbone_cfg())
+    extra = set(ours.state_dict()) - set(upstream.state_dict())
+    assert set(upstream.state_dict()) <= set(ours.state_dict())
+    assert extra and all('.se_block.' in k for k in extra)
+    missing, unexpected = ours.load_state_dict(upstream.state_dict(),
+                                               strict=False)
+    assert not unexpected and set(missing) == extra
