@@ -13,13 +13,15 @@ shows up as an occasional unclean round, so run many:
 The default config is the quickstart's shrunk DeepLab-v2 + C3 segmenter on a
 generated VOC 2012 set (``--num-images`` training and test images). Prints
 one line per round and a summary; writes ``summary.json`` and the log of
-every unclean stage into ``--out``. Exits 1 if any stage was unclean.
+every unclean stage into ``--out`` (the work dirs of clean rounds are removed
+unless ``--keep``). Exits 1 if any stage was unclean.
 """
 import argparse
 import json
 import os
 import os.path as osp
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='output directory (default work_dirs/stress)')
     parser.add_argument('--timeout', type=float, default=900,
                         help='seconds allowed per launch (default 900)')
+    parser.add_argument('--keep', action='store_true',
+                        help='keep the work dirs of clean rounds (by default '
+                        'only unclean rounds keep theirs, with their logs)')
     args = parser.parse_args(argv)
     for name in ('rounds', 'gpus', 'iters', 'num_images'):
         if getattr(args, name) < 1:
@@ -154,6 +159,8 @@ def main(argv=None) -> int:
             os.makedirs(work, exist_ok=True)
             with open(osp.join(work, 'train_unclean.log'), 'w') as f:
                 f.write(log)
+        if not (train_reason or test_reason or args.keep):
+            shutil.rmtree(work, ignore_errors=True)
         unclean['train'] += bool(train_reason)
         unclean['test'] += bool(test_reason)
         rounds.append(dict(round=i, train=train_reason or 'clean',

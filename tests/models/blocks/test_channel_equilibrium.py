@@ -568,14 +568,20 @@ def test_host_with_norm_eval_and_zero_init_residual():
         # Training mode: CE's batch statistics couple the samples ...
         (alone, ) = backbone(a)
         (together, ) = backbone(torch.cat([a, b]))
-        assert not torch.allclose(together[:1], alone, atol=1e-3)
+        coupling = float((together[:1] - alone).abs().max())
         # ... eval mode: each sample's output is its own.
         backbone.eval()
         assert all(not blk.training for blk in blocks)
         before = [blk.running_wm.clone() for blk in blocks]
         (alone, ) = backbone(a)
         (together, ) = backbone(torch.cat([a, b]))
-    torch.testing.assert_close(together[:1], alone, rtol=1e-5, atol=1e-5)
+    # Batch 1 and batch 2 may run other convolution kernels (another
+    # blocking, another CPU), so float32 rounding through 16 bottlenecks can
+    # differ: allowed up to 1e-4 of the output's scale, two orders of
+    # magnitude below the coupling that batch statistics cause.
+    bound = 1e-4 * float(alone.abs().max())
+    assert coupling > 100 * bound, (coupling, bound)
+    assert float((together[:1] - alone).abs().max()) <= bound
     for block, wm in zip(blocks, before):
         assert torch.equal(block.running_wm, wm)
 
