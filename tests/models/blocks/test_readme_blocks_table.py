@@ -1,0 +1,49 @@
+"""The README's block table states each block's options and defaults: every
+``name=value`` there is the constructor's default, and every option named
+there exists (a changed default or a renamed option fails here)."""
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from mmc3.models.blocks import C3Block, CEBlock, GEBlock, SEBlock
+
+README = Path(__file__).resolve().parents[3] / 'README.md'
+BLOCKS = dict(C3Block=C3Block, SEBlock=SEBlock, CEBlock=CEBlock,
+              GEBlock=GEBlock)
+
+
+def _table_rows() -> dict:
+    """block name -> its 'options (defaults)' cell."""
+    text = README.read_text()
+    section = text[text.index('## Blocks\n'):]
+    section = section[:section.index('\n## ', 1)]
+    rows = {}
+    for line in section.splitlines():
+        match = re.match(r'\| `(\w+Block)` \|', line)
+        if match:
+            cells = [c.strip() for c in line.strip().strip('|').split(' | ')]
+            rows[match.group(1)] = cells[2]
+    return rows
+
+
+def test_the_table_lists_every_block():
+    assert sorted(_table_rows()) == sorted(BLOCKS)
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_defaults_in_the_table_are_the_constructors(name):
+    cell = _table_rows()[name]
+    params = inspect.signature(BLOCKS[name].__init__).parameters
+    stated = re.findall(r'`(\w+)=([^`]+)`', cell)
+    assert stated, cell
+    for option, literal in stated:
+        assert option in params, f'{name}: README names unknown {option!r}'
+        assert params[option].default == ast.literal_eval(literal), (
+            f'{name}.{option}: README says {literal}, the code '
+            f'{params[option].default!r}')
+    # options named without a default (`grid_size`, `feat_size`) exist too
+    for option in re.findall(r'`(\w+)` \(', cell):
+        assert option in params, f'{name}: README names unknown {option!r}'
