@@ -1,8 +1,9 @@
 """mmc3: channel-interaction blocks (C3, SE, CE, GE) for OpenMMLab.
 
 Importing the package registers every block in mmengine's root ``MODELS``
-registry and every host (plugin-aware backbones, heads) in the registry of
-the codebase it serves, so configs only need
+registry (torch and mmengine are all the blocks need) and, for each
+installed codebase (mmdet, mmseg), its hosts (plugin-aware backbones, heads)
+in that codebase's registry, so configs only need
 ``custom_imports = dict(imports=['mmc3'], allow_failed_imports=False)``.
 It also allow-lists the types of mmengine's training checkpoints for
 ``torch.load(weights_only=True)`` (see :mod:`mmc3.utils.checkpoint`), so

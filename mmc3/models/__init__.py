@@ -1,6 +1,34 @@
-"""Blocks (registered in mmengine's root MODELS) and the hosts that carry them."""
-from . import blocks  # noqa: F401
-from . import detection  # noqa: F401
-from . import segmentation  # noqa: F401
+"""Blocks (registered in mmengine's root MODELS) and the hosts that carry them.
 
-__all__ = ['blocks', 'detection', 'segmentation']
+The blocks need torch and mmengine only. Each host package registers in its
+codebase's registry when that codebase is installed: ``detection`` with
+mmdet, ``segmentation`` with mmseg. A codebase that is absent is skipped
+(an mmpretrain user needs neither); one that is installed but fails to
+import raises its own error.
+"""
+import importlib
+import importlib.util
+
+from . import blocks  # noqa: F401
+
+#: host package -> the codebase it extends
+HOST_PACKAGES = {'detection': 'mmdet', 'segmentation': 'mmseg'}
+
+
+def codebase_available(name: str) -> bool:
+    """Whether the codebase ``name`` is installed and not blocked."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+#: the host packages imported (and so registered) in this process
+registered_hosts = []
+for _package, _codebase in HOST_PACKAGES.items():
+    if codebase_available(_codebase):
+        importlib.import_module(f'.{_package}', __name__)
+        registered_hosts.append(_package)
+
+__all__ = ['blocks', 'codebase_available', 'registered_hosts'] + \
+    registered_hosts
