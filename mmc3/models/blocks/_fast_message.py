@@ -123,6 +123,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ._message_passing import dense_message
 
@@ -273,15 +274,16 @@ def _fft_size(n: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _translation_spectrum(h: float, order: int, taps: int, nfft: int,
-                          device: torch.device) -> Tensor:
-    """Real FFT of the causal translation filter ``c[s] = M_{s - R}``.
+def _translation_spectrum(h: float, order: int, taps: int,
+                          nfft: int) -> Tensor:
+    """Real FFT of the causal translation filter ``c[s] = M_{s - R}``, on
+    the CPU (the cache holds host memory only; callers move it).
 
     Shape:
         - output: ``(p + 1, p + 1, nfft // 2 + 1)`` complex128
     """
     weight = _translation_weight(h, order, taps)  # W[..., t] = M_{R - t}
-    causal = weight.flip(-1).to(device)  # c[..., s] = M_{s - R}
+    causal = weight.flip(-1)  # c[..., s] = M_{s - R}
     return torch.fft.rfft(causal, n=nfft, dim=-1)
 
 
@@ -302,11 +304,12 @@ def _translation_cost(h: float, order: int, reach: int,
 
 
 @functools.lru_cache(maxsize=16)
-def _toeplitz_matrix(h: float, order: int, taps: int, num_bins: int,
-                     dtype: torch.dtype, device: torch.device) -> Tensor:
+def _toeplitz_matrix(h: float, order: int, taps: int,
+                     num_bins: int) -> Tensor:
     """The whole translation over ``G`` bins as one matrix acting on rows
     of moments: ``X[(S, k), (T, m)] = M_{T-S}[m, k]`` for ``|T - S| <=
-    taps``, 0 otherwise.
+    taps``, 0 otherwise. Float64 on the CPU (the cache holds host memory
+    only; :class:`_Translation` keeps its own copy on the device).
 
     Shape:
         - output: ``(G (p + 1), G (p + 1))``
@@ -319,8 +322,7 @@ def _toeplitz_matrix(h: float, order: int, taps: int, num_bins: int,
     blocks = weight.permute(2, 0, 1)[(taps - offset).clamp(0, 2 * taps)]
     blocks = blocks * inside[:, :, None, None]
     size = num_bins * (order + 1)
-    return blocks.permute(0, 3, 1, 2).reshape(size, size).to(
-        device=device, dtype=dtype).contiguous()
+    return blocks.permute(0, 3, 1, 2).reshape(size, size).contiguous()
 
 
 class _Translation:
@@ -346,9 +348,11 @@ class _Translation:
                                                   num_bins)[0]
         self.matrix = None
         if self.method == 'toeplitz':
-            self.matrix = _toeplitz_matrix(h, order,
-                                           min(reach, num_bins - 1),
-                                           num_bins, dtype, device)
+            # a per-call copy on the device, released with this object
+            # (after the backward pass: the autograd context holds it)
+            self.matrix = _toeplitz_matrix(
+                h, order, min(reach, num_bins - 1), num_bins).to(
+                    device=device, dtype=dtype)
 
     def __call__(self, moments: Tensor) -> Tensor:
         """Shape: ``(G, M, p + 1) -> (G, M, p + 1)``, as :func:`_translate`.
@@ -406,8 +410,8 @@ def _translate(moments: Tensor,
         return out
     nfft = _fft_size(num_bins + 2 * taps)
     # (m, k, F) -> (F, k, m): Y_f = X_f @ spec_f^T
-    spec = _translation_spectrum(h, order, taps, nfft,
-                                 moments.device).permute(2, 1, 0)
+    spec = _translation_spectrum(h, order, taps, nfft).to(
+        moments.device).permute(2, 1, 0)
     xf = torch.fft.rfft(moments.to(torch.float64), n=nfft, dim=0)
     yf = torch.bmm(xf, spec)  # (F, M, k) @ (F, k, m) -> (F, M, m)
     del xf
@@ -807,24 +811,35 @@ class _FastMessage(torch.autograd.Function):
             torch.index_select(message, 0, layout.pos_of_src,
                                out=out[start:end])
             saved.append((zp, powers, local, sums, fixed))
-        ctx.exact = None
+        exact_saved = ()
+        ctx.exact_channels = None
         if exact is not None:
             zg = z.view(-1, channels, p).index_select(0, groups)
             weights = _exact_weights(v.view(-1, channels).index_select(
                 0, groups), idx)  # (B', M, C)
             rows = torch.bmm(weights, zg)  # (B', M, P)
             out.view(-1, channels, p)[groups.unsqueeze(1), idx] = rows
-            ctx.exact = (groups, idx, channels, weights, rows)
-        # saved through autograd (intermediates included), so that they are
-        # released after the backward pass unless the graph is retained
-        ctx.save_for_backward(z, v, *(t for chunk in saved for t in chunk))
+            exact_saved = (groups, idx, weights, rows)
+            ctx.exact_channels = channels
+        # everything (intermediates and exact rows included) is saved
+        # through autograd, so that it is released after the backward pass
+        # unless the graph is retained
+        ctx.save_for_backward(z, v, *exact_saved,
+                              *(t for chunk in saved for t in chunk))
         ctx.chunks = chunks
         ctx.translation, ctx.exclude_self = translation, exclude_self
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):
+        """The hand-written gradient (not differentiable again: a double
+        backward raises instead of being silently wrong)."""
         z, v, *flat = ctx.saved_tensors
+        exact = None
+        if ctx.exact_channels is not None:
+            exact = (*flat[:4], ctx.exact_channels)
+            flat = flat[4:]
         per_chunk = len(flat) // len(ctx.chunks)
         saved = [flat[i:i + per_chunk] for i in range(0, len(flat), per_chunk)]
         grad_out = grad_out.contiguous()
@@ -858,8 +873,8 @@ class _FastMessage(torch.autograd.Function):
                                out=grad_x[start:end])
         # offsets = (mean_p z - shift) / r
         grad_z.add_((grad_x / (ctx.translation.h / 2 * p)).unsqueeze(1))
-        if ctx.exact is not None:
-            groups, idx, channels, weights, rows = ctx.exact
+        if exact is not None:
+            groups, idx, weights, rows, channels = exact
             grad_rows = grad_out.view(-1, channels, p)[groups.unsqueeze(1),
                                                        idx]  # (B', M, P)
             zg = z.view(-1, channels, p).index_select(0, groups)

@@ -692,3 +692,59 @@ def test_c3block_message_option_errors():
                        "float in \\(0, 1\\), got str '1e-5'"):
         build_from_root(dict(type='C3Block', in_channels=8, grid_size=3,
                              message_tol='1e-5'))
+
+
+def test_double_backward_raises_instead_of_being_wrong():
+    """The hand-written backward is once-differentiable: asking for a
+    second derivative raises."""
+    v = _distribution('normal2', 1, 300)
+    z = make_z(v, 5).requires_grad_(True)
+    out = fast_message(z, exclude_self=True)
+    (grad, ) = torch.autograd.grad((out * out).sum(), z, create_graph=True)
+    with pytest.raises(RuntimeError, match='once_differentiable'):
+        grad.sum().backward()
+
+
+def test_exact_rows_are_released_after_backward(monkeypatch):
+    """The exactly computed rows go through save_for_backward: once the
+    backward pass has run they are freed, even while the output (and so
+    the autograd node) is still alive."""
+    import gc
+    import weakref
+    refs = []
+    original = fm._exact_weights
+
+    def recording(*args):
+        weights = original(*args)
+        refs.append(weakref.ref(weights))
+        return weights
+
+    monkeypatch.setattr(fm, '_exact_weights', recording)
+    v = _distribution('isolated_near_crowd', 2, 512)
+    z = make_z(v, 5).requires_grad_(True)
+    out = fast_message(z, exclude_self=True)
+    assert refs and refs[0]() is not None, 'no exact rows in this input'
+    out.sum().backward()
+    gc.collect()
+    assert out.grad_fn is not None  # the node is alive ...
+    assert refs[0]() is None  # ... its saved exact rows are not
+
+
+def test_module_level_caches_hold_host_memory_only():
+    """The cached translation filters are CPU float64 whatever device and
+    dtype the message runs on; each call moves its own copy."""
+    fm._toeplitz_matrix.cache_clear()
+    fm._translation_spectrum.cache_clear()
+    translation = fm._Translation(0.5, 4, 6, 20, torch.float32,
+                                  torch.device('cpu'), 'toeplitz')
+    assert translation.matrix.dtype == torch.float32
+    fm._translate(torch.randn(20, 7, 5, dtype=torch.float32), 0.5, 4, 6,
+                  'fft')
+    cached = [fm._toeplitz_matrix(0.5, 4, 6, 20),
+              fm._translation_spectrum(0.5, 4, 6, fm._fft_size(20 + 12))]
+    assert fm._toeplitz_matrix.cache_info().hits == 1
+    assert fm._translation_spectrum.cache_info().hits == 1
+    for tensor in cached:
+        assert tensor.device.type == 'cpu'
+        assert tensor.dtype in (torch.float64, torch.complex128)
+    assert translation.matrix is not cached[0]
