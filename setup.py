@@ -33,9 +33,9 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'configs', 'tools')),
     python_requires='>=3.8',
-    # torch as a range (keeps a user's CUDA build); CI pins requirements/torch.txt
-    install_requires=read_requirements('torch_supported', 'mminstall',
-                                       'runtime'),
+    # ranges (keeps a user's CUDA torch and own stack); the exact CI pins are
+    # requirements/torch.txt, mminstall.txt and runtime.txt
+    install_requires=read_requirements('torch_supported', 'supported'),
     extras_require={'tests': read_requirements('tests')},
     license='Apache License 2.0',
     zip_safe=False,
