@@ -23,6 +23,15 @@ class _AffineProbe(nn.Module):
         return self.scale * x + self.shift
 
 
+def _mmseg_build(cfg: dict):
+    """Build from mmseg's registry in mmseg's scope, as an mmseg config does
+    (whatever scope an earlier test left current)."""
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return MODELS.build(cfg)
+
+
 def _stage4(position, *cfgs):
     return [
         dict(cfg=cfg, stages=(False, False, False, True), position=position)
@@ -31,12 +40,11 @@ def _stage4(position, *cfgs):
 
 
 def _build(type_='ChainedPluginResNet', **kwargs):
-    from mmseg.registry import MODELS
     cfg = dict(type=type_, depth=50, base_channels=8, stem_channels=8,
                deep_stem=True, strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4),
                out_indices=(3, ), init_cfg=None)
     cfg.update(kwargs)
-    return MODELS.build(cfg)
+    return _mmseg_build(cfg)
 
 
 def _restated_bottleneck(block, x, plugins_after_conv3):
@@ -184,10 +192,9 @@ def test_readme_recipe_keeps_the_upstream_v1c_stem():
     backbone type (the README's recipe) builds the same state-dict keys as
     upstream plus only the plugin keys, so ``open-mmlab://resnet50_v1c``
     weights still load; the upstream weights load into it unchanged."""
-    from mmseg.registry import MODELS
     upstream_cfg = _upstream_v1c_backbone_cfg()
-    upstream = MODELS.build(upstream_cfg)
-    ours = MODELS.build(dict(
+    upstream = _mmseg_build(upstream_cfg)
+    ours = _mmseg_build(dict(
         upstream_cfg, type='ChainedPluginResNetV1c',
         plugins=_stage4('after_conv3', dict(type='SEBlock'))))
     upstream_keys, our_keys = set(upstream.state_dict()), set(
@@ -200,7 +207,7 @@ def test_readme_recipe_keeps_the_upstream_v1c_stem():
                                                strict=False)
     assert not unexpected and set(missing) == extra
     # and without plugins the two compute the same function
-    plain = MODELS.build(dict(upstream_cfg, type='ChainedPluginResNetV1c'))
+    plain = _mmseg_build(dict(upstream_cfg, type='ChainedPluginResNetV1c'))
     plain.load_state_dict(upstream.state_dict())
     upstream.eval(), plain.eval()
     x = torch.randn(1, 3, 64, 64)
@@ -212,9 +219,8 @@ def test_readme_recipe_keeps_the_upstream_v1c_stem():
 def test_plain_host_on_a_v1c_config_would_drop_the_stem():
     """Why the V1c host exists: ``ChainedPluginResNet`` has mmseg ResNet's
     defaults (7x7 stem), so it is not a drop-in for ``ResNetV1c``."""
-    from mmseg.registry import MODELS
     upstream_cfg = _upstream_v1c_backbone_cfg()
-    plain = MODELS.build(dict(upstream_cfg, type='ChainedPluginResNet'))
+    plain = _mmseg_build(dict(upstream_cfg, type='ChainedPluginResNet'))
     assert not any(k.startswith('stem.') for k in plain.state_dict())
 
 
@@ -229,8 +235,7 @@ def test_each_flavour_has_its_upstream_stem_and_chains(flavour, stem_key,
     upstream_type = {'ChainedPluginResNetV1c': ResNetV1c,
                      'ChainedPluginResNetV1d': ResNetV1d,
                      'ChainedPluginResNet': ResNet}[flavour]
-    from mmseg.registry import MODELS
-    backbone = MODELS.build(dict(
+    backbone = _mmseg_build(dict(
         type=flavour, depth=50, base_channels=8, stem_channels=8,
         init_cfg=None, plugins=_stage4(
             'after_conv3', dict(type=_AffineProbe, postfix='_1'),
@@ -258,15 +263,14 @@ def _readme_mmseg_snippet() -> str:
 
 def test_readme_mmseg_snippet_keeps_upstream_keys(tmp_path):
     from mmengine.config import Config
-    from mmseg.registry import MODELS
     snippet = _readme_mmseg_snippet()
     assert V1C_CONFIG in snippet
     path = tmp_path / 'my_pspnet_se.py'
     path.write_text(snippet)
     cfg = Config.fromfile(str(path))
     ours_cfg = dict(cfg.model.backbone, init_cfg=None)
-    ours = MODELS.build(ours_cfg)
-    upstream = MODELS.build(_upstream_v1c_backbone_cfg())
+    ours = _mmseg_build(ours_cfg)
+    upstream = _mmseg_build(_upstream_v1c_backbone_cfg())
     extra = set(ours.state_dict()) - set(upstream.state_dict())
     assert set(upstream.state_dict()) <= set(ours.state_dict())
     assert extra and all('.se_block.' in k for k in extra)
