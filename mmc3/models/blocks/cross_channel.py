@@ -135,9 +135,11 @@ class C3Block(BaseModule):
             ``'fast'`` evaluates the same message as a fast Gauss transform
             without that matrix, to within ``message_tol``; ``'auto'`` uses
             the fast path for groups of at least ``fast_min_channels(P,
-            device)`` channels (CPU: the measured crossover, 175 at the C4
-            head's 7x7 grid, 497 at DeepLab's 41x41; CUDA: 1024) and the
-            dense one below. Defaults to ``'auto'``.
+            device)`` channels and the dense one below: the measured
+            break-even group size, which grows with the positions ``P`` and
+            depends on the device (the rule and its constants are in
+            :func:`mmc3.models.blocks._fast_message.fast_min_channels`).
+            Defaults to ``'auto'``.
         message_tol (float): Largest error of the fast path's message
             relative to ``max |z|`` of its group, in ``(0, 1)``; float32
             rounding limits it to about ``1e-6``. Defaults to 1e-5.
