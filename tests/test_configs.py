@@ -261,3 +261,28 @@ def test_shrunk_model_trains_and_predicts(path):
     for pred in preds:  # detection / segmentation / classification output
         assert any(key in pred for key in ('pred_instances', 'pred_sem_seg',
                                            'pred_score')), pred.keys()
+
+
+@pytest.mark.parametrize('path', sorted((CONFIG_DIR / 'quickstart').glob(
+    '*.py')), ids=_id)
+def test_quickstart_data_follows_one_variable(path, monkeypatch, tmp_path):
+    """Every dataset path of a quickstart config sits under
+    $MMC3_QUICKSTART_DATA (what tools/quickstart.sh sets to
+    $QUICKSTART_OUT/data), and under work_dirs/quickstart/data without it."""
+    from mmc3.utils.data_paths import _dataset_paths
+    for root, env in ((str(tmp_path / 'elsewhere'), True),
+                      ('work_dirs/quickstart/data', False)):
+        if env:
+            monkeypatch.setenv('MMC3_QUICKSTART_DATA', root)
+        else:
+            monkeypatch.delenv('MMC3_QUICKSTART_DATA', raising=False)
+        cfg = Config.fromfile(str(path))
+        paths = [p for loader in ('train_dataloader', 'val_dataloader',
+                                  'test_dataloader')
+                 for p, _ in _dataset_paths(cfg[loader]['dataset'], loader)]
+        assert paths and all(p.startswith(root + '/') for p in paths), paths
+
+
+def test_quickstart_script_points_the_configs_at_its_data():
+    script = (CONFIG_DIR.parent / 'tools' / 'quickstart.sh').read_text()
+    assert 'DATA=$OUT/data\nexport MMC3_QUICKSTART_DATA=$DATA' in script

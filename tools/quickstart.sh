@@ -14,8 +14,9 @@
 #   QUICKSTART_ITERS  training iterations per variant (default: the configs')
 #   QUICKSTART_OUT    output directory (default work_dirs/quickstart)
 #   PORT              torchrun master port (default 29500)
-# Everything is written under QUICKSTART_OUT: data/, <variant>/ (training:
-# logs, checkpoints), <variant>/test/ (evaluation), table.md.
+# Everything is written under QUICKSTART_OUT: data/ (the configs find it
+# through MMC3_QUICKSTART_DATA), <variant>/ (training: logs, checkpoints),
+# <variant>/test/ (evaluation), table.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -38,10 +39,10 @@ export PYTHON="$VENV/bin/python"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export PYTHONUNBUFFERED=1
 
-if [ "$OUT" != work_dirs/quickstart ]; then
-    say "note: the quickstart configs read work_dirs/quickstart/data; generating there"
-fi
-DATA=work_dirs/quickstart/data
+# the data lives under QUICKSTART_OUT; the configs read it from
+# MMC3_QUICKSTART_DATA (mmengine substitutes {{$VAR:default}} in configs)
+DATA=$OUT/data
+export MMC3_QUICKSTART_DATA=$DATA
 if [ ! -f "$DATA/VOCdevkit/VOC2007/ImageSets/Main/test.txt" ]; then
     say "generating the synthetic dataset in $DATA"
     "$PYTHON" tools/misc/generate_synthetic_data.py --out "$DATA" \

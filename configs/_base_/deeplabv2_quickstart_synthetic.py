@@ -1,6 +1,7 @@
 # DeepLab-v2 recipe shrunk for a CPU quickstart on the synthetic shapes set
 # (tools/misc/generate_synthetic_data.py --size 160 128, VOC 2012 layout in
-# work_dirs/quickstart/data). Same model structure as
+# $MMC3_QUICKSTART_DATA, default work_dirs/quickstart/data). Same model
+# structure as
 # configs/deeplabv2_r101_*_voc12aug.py (output stride 8, ASPP-L head, stem and
 # stages 1-3 frozen, BN frozen, 10x/20x classifier learning rates, sliding-
 # window test) with a ResNet-50 of base width 8, no pretrained weights,
@@ -9,7 +10,9 @@
 _base_ = './deeplabv2_r101_voc12aug.py'
 
 crop_size = (128, 128)
-data_root = 'work_dirs/quickstart/data/VOCdevkit/VOC2012'
+# the generated data: $MMC3_QUICKSTART_DATA (set by tools/quickstart.sh to
+# $QUICKSTART_OUT/data), else work_dirs/quickstart/data
+data_root = '{{$MMC3_QUICKSTART_DATA:work_dirs/quickstart/data}}/VOCdevkit/VOC2012'
 model = dict(
     data_preprocessor=dict(size=crop_size, test_cfg=dict(size=crop_size)),
     backbone=dict(

@@ -21,7 +21,9 @@
 # - the VOC2007 + VOC2012 ConcatDataset is restated with the shrunk pipeline
 #   (ignore_keys=['dataset_type'] as in mmdet's voc0712 dataset base).
 _base_ = '../faster_rcnn_r101_baseline_voc0712.py'
-data_root = 'work_dirs/quickstart/data/VOCdevkit/'
+# the generated data: $MMC3_QUICKSTART_DATA (set by tools/quickstart.sh to
+# $QUICKSTART_OUT/data), else work_dirs/quickstart/data
+data_root = '{{$MMC3_QUICKSTART_DATA:work_dirs/quickstart/data}}/VOCdevkit/'
 base_channels = 16
 norm_cfg = dict(type='BN', requires_grad=True)
 max_iters = 150
