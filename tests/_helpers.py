@@ -15,7 +15,8 @@ def run_as_mmdet_plugin(block_cfg: dict, input_hw=(64, 64), batch: int = 2):
 
     The backbone is built from mmdet's registry with a plain block ``type``,
     which is how a config reaches the block. Every parameter of every block
-    must receive a finite gradient.
+    must receive a finite, non-zero gradient (the backbone's weights are not
+    initialised here, so no zero-initialised BN sits in front of a block).
     """
     import mmc3  # noqa: F401
     from mmdet.registry import MODELS as MMDET_MODELS
@@ -43,6 +44,7 @@ def run_as_mmdet_plugin(block_cfg: dict, input_hw=(64, 64), batch: int = 2):
         for pname, p in block.named_parameters():
             assert p.grad is not None, f'{pname} got no gradient'
             assert torch.isfinite(p.grad).all(), f'{pname} has a non-finite gradient'
+            assert p.grad.abs().sum() > 0, f'{pname} got an all-zero gradient'
     return backbone, outs
 
 

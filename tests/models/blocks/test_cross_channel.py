@@ -612,8 +612,12 @@ def test_builds_by_plain_name_from_root_registry():
     ((2, 3), (32, 64)),  # stage 4 sees 1x2: resized to the grid and back
 ])
 def test_runs_as_mmdet_resnet_plugin(grid, input_hw):
+    # reduction 2: with k = 8 these 4- and 6-position grids have a single
+    # hidden unit, which a ReLU can switch off for a whole batch (then its
+    # input weights rightly get no gradient); the helper wants every
+    # parameter to learn
     backbone, outs = run_as_mmdet_plugin(
-        dict(type='C3Block', grid_size=grid), input_hw=input_hw)
+        dict(type='C3Block', grid_size=grid, reduction=2), input_hw=input_hw)
     names = [n for n, m in backbone.named_modules()
              if isinstance(m, C3Block)]
     assert len(names) == 3
