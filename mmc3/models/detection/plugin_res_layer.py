@@ -14,8 +14,10 @@ both, reusing mmdet's own ``Bottleneck`` plugin mechanism, so a block sits in
 the RoI head exactly as it would sit in stage 4 of an mmdet ``ResNet``
 backbone (same positions, same attribute and checkpoint names).
 """
+import warnings
 from typing import List, Optional, Sequence
 
+from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.models.backbones.resnet import ResNet
@@ -104,10 +106,11 @@ class PluginResLayer(ResLayer):
     Note:
         - Upstream builds its layer in ``__init__`` with the width fixed at
           64 and no plugins, and the module has no smaller hook; this class
-          lets upstream finish and then replaces ``layer{stage+1}`` by one
-          built with ``plugins`` and ``base_channels`` (the stage is built
-          twice at construction time; the names and checkpoint keys are the
-          same as upstream's).
+          does not run upstream's ``__init__`` (it would build a stage only
+          to discard it) but sets the attributes upstream's ``forward`` and
+          ``train`` read and builds ``layer{stage+1}`` once, with
+          ``plugins`` and ``base_channels``, under upstream's name (same
+          checkpoint keys) and with upstream's default ``init_cfg``.
         - Upstream ``train`` puts only ``nn.BatchNorm2d`` in eval mode under
           ``norm_eval``; here every ``_BatchNorm`` (SyncBN too, including
           those inside plugins) is, as mmdet's ``ResNet`` backbone does.
@@ -144,18 +147,20 @@ class PluginResLayer(ResLayer):
                              f'positive int, got {base_channels}')
         stage_plugins = _select_plugins(plugins, stage, depth)
         block, stage_blocks = ResNet.arch_settings[depth]
-        super().__init__(
-            depth,
-            stage=stage,
-            stride=stride,
-            dilation=dilation,
-            style=style,
-            norm_cfg=norm_cfg,
-            norm_eval=norm_eval,
-            with_cp=with_cp,
-            dcn=dcn,
-            pretrained=pretrained,
-            init_cfg=init_cfg)
+        if init_cfg and pretrained:
+            raise ValueError('PluginResLayer: init_cfg and pretrained cannot '
+                             'both be set (pretrained is deprecated)')
+        if pretrained is not None and not isinstance(pretrained, str):
+            raise TypeError('PluginResLayer: pretrained must be a str or '
+                            f'None, got {type(pretrained).__name__}')
+        # Upstream's __init__ would build a 64-wide, plugin-free stage only
+        # for it to be replaced: skip it and set what upstream's forward and
+        # train read (the stage is built once, under upstream's name).
+        BaseModule.__init__(self, init_cfg)
+        self.norm_eval = norm_eval
+        self.norm_cfg = norm_cfg
+        self.stage = stage
+        self.fp16_enabled = False
         self.base_channels = base_channels
         self.plugins = stage_plugins
         planes = base_channels * 2**stage
@@ -172,8 +177,18 @@ class PluginResLayer(ResLayer):
             norm_cfg=norm_cfg,
             dcn=dcn,
             plugins=stage_plugins)
-        # replaces upstream's plugin-free, 64-wide layer under the same name
         self.add_module(f'layer{stage + 1}', layer)
+        # upstream's default initialisation and deprecated `pretrained`
+        if isinstance(pretrained, str):
+            warnings.warn('PluginResLayer: pretrained is deprecated, use '
+                          "init_cfg=dict(type='Pretrained', checkpoint=...)")
+            self.init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        elif init_cfg is None:
+            self.init_cfg = [
+                dict(type='Kaiming', layer='Conv2d'),
+                dict(type='Constant', val=1,
+                     layer=['_BatchNorm', 'GroupNorm'])
+            ]
 
     def train(self, mode: bool = True) -> 'PluginResLayer':
         """Set train/eval mode; under ``norm_eval`` every ``_BatchNorm``

@@ -219,3 +219,33 @@ def test_bad_host_arguments(kwargs, error, match):
 def test_block_errors_surface_with_their_message(cfg, error, match):
     with pytest.raises(error, match=match):
         build_head(plugins=[dict(cfg=cfg, position='after_conv3')])
+
+
+def test_stage_is_built_once(monkeypatch):
+    """Construction builds the stage's bottlenecks once (3 for stage 4 of a
+    ResNet-50), not upstream's plugin-free stage and then ours."""
+    from mmdet.models.backbones.resnet import Bottleneck
+    built = []
+    original = Bottleneck.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(kwargs.get('planes', args[1] if len(args) > 1 else None))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Bottleneck, '__init__', counting)
+    head = build_head(plugins=[dict(cfg=SE, position='after_conv3')])
+    assert len(built) == 3 and set(built) == {PLANES}
+    assert isinstance(head, ResLayer)
+    assert head.init_cfg == [
+        dict(type='Kaiming', layer='Conv2d'),
+        dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
+
+
+def test_deprecated_pretrained_and_its_conflict_with_init_cfg():
+    with pytest.warns(UserWarning, match='pretrained is deprecated'):
+        head = build_head(pretrained='weights.pth')
+    assert head.init_cfg == dict(type='Pretrained', checkpoint='weights.pth')
+    with pytest.raises(ValueError, match='init_cfg and pretrained cannot '
+                       'both be set'):
+        build_head(pretrained='w.pth',
+                   init_cfg=dict(type='Pretrained', checkpoint='w.pth'))
