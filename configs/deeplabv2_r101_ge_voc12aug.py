@@ -26,7 +26,7 @@ _base_ = [
 model = dict(
     backbone=dict(plugins=[
         dict(
-            cfg=dict(_base_.ge_block, feat_size=(41, 41)),
+            cfg=dict(_base_.ge_block, feat_size=_base_.stage4_size),
             position='after_conv3',
             stages=(False, False, False, True))
     ]))

@@ -14,4 +14,3 @@
 # Set for 8 GPUs, 2 images per GPU (total batch 16):
 #   tools/dist_train.sh configs/faster_rcnn_r101_baseline.py 8
 _base_ = './_base_/detection/faster_rcnn_r101_c4_coco.py'
-custom_imports = dict(imports=['mmc3'], allow_failed_imports=False)

@@ -16,7 +16,5 @@ _base_ = [
     './_base_/detection/faster_rcnn_r101_c4_voc0712.py',
     './_base_/blocks/se.py'
 ]
-custom_imports = dict(imports=['mmc3'], allow_failed_imports=False)
-
 model = dict(
     roi_head=dict(shared_head=dict(plugins=_base_.se_stage4_plugins)))

@@ -15,7 +15,5 @@ _base_ = [
     './_base_/detection/mask_rcnn_r101_c4_coco.py',
     './_base_/blocks/ce.py'
 ]
-custom_imports = dict(imports=['mmc3'], allow_failed_imports=False)
-
 model = dict(
     roi_head=dict(shared_head=dict(plugins=_base_.ce_stage4_plugins)))

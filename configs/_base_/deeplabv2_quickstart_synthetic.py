@@ -10,6 +10,7 @@
 _base_ = './deeplabv2_r101_voc12aug.py'
 
 crop_size = (128, 128)
+stage4_size = ((crop_size[0] + 7) // 8, (crop_size[1] + 7) // 8)  # 16 x 16
 # the generated data: $MMC3_QUICKSTART_DATA (set by tools/quickstart.sh to
 # $QUICKSTART_OUT/data), else work_dirs/quickstart/data
 data_root = '{{$MMC3_QUICKSTART_DATA:work_dirs/quickstart/data}}/VOCdevkit/VOC2012'

@@ -24,6 +24,10 @@ _base_ = [
 custom_imports = dict(imports=['mmc3'], allow_failed_imports=False)
 
 crop_size = (321, 321)
+# the stage-4 map of a crop at output stride 8 (stride-2 stem conv, max-pool
+# and stage 2, each rounding up): ceil(crop / 8) = 41 x 41. The grid of C3 and
+# the gather of parametric global GE are this size.
+stage4_size = ((crop_size[0] + 7) // 8, (crop_size[1] + 7) // 8)
 # BN is frozen everywhere, so it never computes batch statistics and SyncBN
 # would only add communication.
 norm_cfg = dict(type='BN', requires_grad=False)
@@ -99,30 +103,17 @@ test_pipeline = [
 # train_aug = VOC 2012 train.txt (1,464 images, VOC labels) + aug.txt (the
 # 9,118 SBD images outside VOC train/val, SBD labels in SegmentationClassAug)
 # = 10,582 images, as written by mmseg's tools/dataset_converters/voc_aug.py.
-dataset_type = 'PascalVOCDataset'
-data_root = 'data/VOCdevkit/VOC2012'
+# mmseg's own dataset dicts (dataset_train, dataset_aug of its
+# pascal_voc12_aug base: same data_root, prefixes and lists), with this
+# recipe's pipeline.
 train_dataloader = dict(
     batch_size=1,
     num_workers=4,
     dataset=dict(
         type='ConcatDataset',
         datasets=[
-            dict(
-                type=dataset_type,
-                data_root=data_root,
-                data_prefix=dict(
-                    img_path='JPEGImages',
-                    seg_map_path='SegmentationClass'),
-                ann_file='ImageSets/Segmentation/train.txt',
-                pipeline=train_pipeline),
-            dict(
-                type=dataset_type,
-                data_root=data_root,
-                data_prefix=dict(
-                    img_path='JPEGImages',
-                    seg_map_path='SegmentationClassAug'),
-                ann_file='ImageSets/Segmentation/aug.txt',
-                pipeline=train_pipeline),
+            dict(_base_.dataset_train, pipeline=train_pipeline),
+            dict(_base_.dataset_aug, pipeline=train_pipeline),
         ]))
 val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -8,7 +8,7 @@ _base_ = [
 model = dict(
     backbone=dict(plugins=[
         dict(
-            cfg=dict(_base_.c3_block, grid_size=(16, 16)),
+            cfg=dict(_base_.c3_block, grid_size=_base_.stage4_size),
             position='after_conv3',
             stages=(False, False, False, True))
     ]))

@@ -127,7 +127,7 @@ def test_stage4_map_of_a_window_is_41():
     model.eval()  # mmseg ResNet.train() returns None
     with torch.no_grad():
         [feat] = model(torch.zeros(1, 3, 321, 321))
-    assert feat.shape[-2:] == (41, 41)
+    assert feat.shape[-2:] == (41, 41) == tuple(cfg.stage4_size)
 
 
 def _build_shrunk(path):
@@ -218,4 +218,5 @@ def test_quickstart_fragment_is_small_and_download_free():
         scores = model.decode_head([feat])
     # a C3 variant of the quickstart uses grid_size=(16, 16)
     assert feat.shape[1:] == (cfg.model.decode_head.in_channels, 16, 16)
+    assert tuple(cfg.stage4_size) == (16, 16)
     assert scores.shape == (1, 21, 16, 16)
