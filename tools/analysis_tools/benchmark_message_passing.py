@@ -1,5 +1,5 @@
 """Benchmark C3 message passing: dense ``C x C`` softmax vs the fast Gauss
-transform (``mmc3.models.blocks._fast_message``).
+transform (``mmc3.models.blocks.message``).
 
 For every shape ``N x C x P`` it measures, for the dense and the fast path,
 forward and forward+backward: median wall time, peak extra memory of the
@@ -81,8 +81,8 @@ def _make_z(n, c, p, dist, v_std, seed=0):
 def run_worker(spec: dict) -> dict:
     """Measure one (shape, impl, mode) in this process."""
     import torch
-    from mmc3.models.blocks._fast_message import fast_message
-    from mmc3.models.blocks._message_passing import dense_message
+    from mmc3.models.blocks.message import fast_message
+    from mmc3.models.blocks.message import dense_message
     if spec['threads']:
         torch.set_num_threads(spec['threads'])
     n, c, p = spec['shape']

@@ -18,7 +18,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
-from ._fast_message import MESSAGE_IMPLS, message_passing as pass_messages
+from .message import MESSAGE_IMPLS, message_passing as pass_messages
 
 _RESIZE_MODES = ('nearest', 'area', 'bilinear')
 
@@ -138,7 +138,7 @@ class C3Block(BaseModule):
             device)`` channels and the dense one below: the measured
             break-even group size, which grows with the positions ``P`` and
             depends on the device (the rule and its constants are in
-            :func:`mmc3.models.blocks._fast_message.fast_min_channels`).
+            :func:`mmc3.models.blocks.message.fast_min_channels`).
             Defaults to ``'auto'``.
         message_tol (float): Largest error of the fast path's message
             relative to ``max |z|`` of its group, in ``(0, 1)``; float32
@@ -174,7 +174,7 @@ class C3Block(BaseModule):
           computed exactly. At the C4 head's 128 x 2048 x 49 it is about 40x
           faster than the dense softmax and needs 27x less memory on the
           CPU (README, Benchmarks). Details, error bounds and the measured
-          switch-over: ``mmc3/models/blocks/_fast_message.py``.
+          switch-over: ``mmc3/models/blocks/message/``.
         - With ``message_passing=False`` and ``encode_decode=False`` the
           block reduces to ``out = 2 * x``; it is accepted so that ablation
           sweeps can enumerate all four combinations.

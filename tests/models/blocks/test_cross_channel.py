@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mmc3.models.blocks import C3Block
-from mmc3.models.blocks._message_passing import dense_message
+from mmc3.models.blocks.message import dense_message
 from tests._helpers import build_from_root, run_as_mmdet_plugin
 
 # --------------------------------------------------------------------------

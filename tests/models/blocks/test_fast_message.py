@@ -13,10 +13,37 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmc3.models.blocks import _fast_message as fm
-from mmc3.models.blocks._fast_message import (choose_message_impl,
-                                              fast_message, message_passing)
-from mmc3.models.blocks._message_passing import dense_message
+from mmc3.models.blocks.message import (binning, dense, dispatch, expansion,
+                                        function, layout, translation)
+from mmc3.models.blocks.message import (choose_message_impl, dense_message,
+                                        fast_message, message_passing)
+
+_MODULES = (expansion, translation, binning, layout, function, dense,
+            dispatch)
+
+
+class _Names:
+    """Every name of the message package's modules, for reading (``fm.X``):
+    the tests reach the private parts by one name whatever file holds
+    them."""
+
+    def __getattr__(self, name):
+        for module in _MODULES:
+            if name in vars(module):
+                return vars(module)[name]
+        raise AttributeError(name)
+
+
+fm = _Names()
+
+
+def patch_everywhere(monkeypatch, name, value):
+    """Replace ``name`` in every module of the package that defines or
+    imports it, so that every caller sees the replacement."""
+    patched = [m for m in _MODULES if name in vars(m)]
+    assert patched, name
+    for module in patched:
+        monkeypatch.setattr(module, name, value)
 from tests._helpers import build_from_root, float32_sum_bound
 
 
@@ -310,7 +337,7 @@ def test_translation_matches_a_loop(method):
 def test_each_translation_meets_the_tolerance_end_to_end(monkeypatch,
                                                          method):
     """float32 messages and gradients with every translation forced."""
-    monkeypatch.setattr(fm, '_translation_cost',
+    patch_everywhere(monkeypatch, '_translation_cost',
                         lambda *args: (method, 0.0))
     v = _distribution('normal2', 2, 1024)
     z = make_z(v, 5)
@@ -411,7 +438,7 @@ def test_chunking_does_not_change_the_message(monkeypatch, exclude_self):
     (reference_message(zr, exclude_self) * cot.double()).sum().backward()
     results = []
     for elements in (1, 1 << 30):
-        monkeypatch.setattr(fm, 'CHUNK_ELEMENTS', elements)
+        patch_everywhere(monkeypatch, 'CHUNK_ELEMENTS', elements)
         assert len(fm._chunks(n, c, p)) == (n if elements == 1 else 1)
         zz = z.clone().requires_grad_(True)
         out = fast_message(zz, exclude_self=exclude_self)
@@ -512,10 +539,10 @@ def test_auto_is_fast_at_2048_and_dense_at_small_c(monkeypatch):
 
     calls = []
     real_fast, real_dense = fm.fast_message, fm.dense_message
-    monkeypatch.setattr(fm, 'fast_message',
+    patch_everywhere(monkeypatch, 'fast_message',
                         lambda *a, **k: calls.append('fast') or real_fast(
                             *a, **k))
-    monkeypatch.setattr(fm, 'dense_message',
+    patch_everywhere(monkeypatch, 'dense_message',
                         lambda *a, **k: calls.append('dense') or real_dense(
                             *a, **k))
     z = make_z(_distribution('normal2', 1, 2048), 3)
@@ -583,10 +610,10 @@ def test_errors_name_the_function_argument_and_value():
 def _count_calls(monkeypatch):
     calls = []
     real_fast, real_dense = fm.fast_message, fm.dense_message
-    monkeypatch.setattr(fm, 'fast_message',
+    patch_everywhere(monkeypatch, 'fast_message',
                         lambda *a, **k: calls.append('fast') or real_fast(
                             *a, **k))
-    monkeypatch.setattr(fm, 'dense_message',
+    patch_everywhere(monkeypatch, 'dense_message',
                         lambda *a, **k: calls.append('dense') or real_dense(
                             *a, **k))
     return calls
@@ -719,7 +746,7 @@ def test_exact_rows_are_released_after_backward(monkeypatch):
         refs.append(weakref.ref(weights))
         return weights
 
-    monkeypatch.setattr(fm, '_exact_weights', recording)
+    patch_everywhere(monkeypatch, '_exact_weights', recording)
     v = _distribution('isolated_near_crowd', 2, 512)
     z = make_z(v, 5).requires_grad_(True)
     out = fast_message(z, exclude_self=True)
