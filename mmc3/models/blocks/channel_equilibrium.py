@@ -19,42 +19,9 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
+from ._checks import check_bool, check_float, check_int
+
 _NAME = 'CEBlock'
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` if it is an int ``>= minimum``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f'{_NAME}: {name} must be an int >= {minimum}, '
-                        f'got {value!r} of type {type(value).__name__}')
-    if value < minimum:
-        raise ValueError(
-            f'{_NAME}: {name} must be an int >= {minimum}, got {value}')
-    return value
-
-
-def _check_bool(name: str, value: object) -> bool:
-    """Return ``value`` if it is a bool, else raise ``TypeError``."""
-    if not isinstance(value, bool):
-        raise TypeError(f'{_NAME}: {name} must be a bool (True or False), '
-                        f'got {value!r} of type {type(value).__name__}')
-    return value
-
-
-def _check_float(name: str, value: object, low: float, high: float,
-                 low_open: bool) -> float:
-    """Return ``float(value)`` if it lies in ``(low, high]`` (``low_open``)
-    or ``[low, high]``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f'{_NAME}: {name} must be a real number, got '
-                        f'{value!r} of type {type(value).__name__}')
-    value = float(value)
-    bracket = '(' if low_open else '['
-    inside = (value > low if low_open else value >= low) and value <= high
-    if not inside:
-        raise ValueError(f'{_NAME}: {name} must lie in {bracket}{low}, '
-                         f'{high}], got {value}')
-    return value
 
 
 def _fit_group_size(channels: int, group_size: int) -> int:
@@ -189,16 +156,17 @@ class CEBlock(BaseModule):
                  trace_rescale: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg)
-        self.in_channels = _check_int('in_channels', in_channels, 1)
-        self.ratio = _check_int('ratio', ratio, 1)
-        self.requested_group_size = _check_int('group_size', group_size, 1)
-        self.ns_iters = _check_int('ns_iters', ns_iters, 0)
-        self.eps = _check_float('eps', eps, 0.0, float('inf'), low_open=True)
-        self.momentum = _check_float('momentum', momentum, 0.0, 1.0,
+        self.in_channels = check_int(_NAME, 'in_channels', in_channels)
+        self.ratio = check_int(_NAME, 'ratio', ratio)
+        self.requested_group_size = check_int(_NAME, 'group_size', group_size)
+        self.ns_iters = check_int(_NAME, 'ns_iters', ns_iters, 0)
+        self.eps = check_float(_NAME, 'eps', eps, 0.0, float('inf'),
+                               low_open=True, high_open=True)
+        self.momentum = check_float(_NAME, 'momentum', momentum, 0.0, 1.0,
                                      low_open=False)
-        self.pool = _check_bool('pool', pool)
-        self.unbiased_var = _check_bool('unbiased_var', unbiased_var)
-        self.trace_rescale = _check_bool('trace_rescale', trace_rescale)
+        self.pool = check_bool(_NAME, 'pool', pool)
+        self.unbiased_var = check_bool(_NAME, 'unbiased_var', unbiased_var)
+        self.trace_rescale = check_bool(_NAME, 'trace_rescale', trace_rescale)
 
         self.group_size = _fit_group_size(in_channels, group_size)
         self.num_groups = in_channels // self.group_size

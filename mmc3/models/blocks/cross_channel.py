@@ -11,13 +11,14 @@ weighted by how similar their mean responses are, are decoded and added back
 to the input as a residual.
 """
 from collections import OrderedDict
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
+from ._checks import check_bool, check_int, check_size
 from .message import MESSAGE_IMPLS, message_passing as pass_messages
 
 _RESIZE_MODES = ('nearest', 'area', 'bilinear')
@@ -32,40 +33,7 @@ def _bottleneck(positions: int, reduction: int) -> nn.Sequential:
             act=nn.ReLU(),
             fc_out=nn.Linear(hidden, positions)))
 
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f'C3Block: {name} must be a bool, got '
-                        f'{type(value).__name__} {value!r}')
-    return value
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f'C3Block: {name} must be a positive int, got '
-                        f'{type(value).__name__} {value!r}')
-    if value < 1:
-        raise ValueError(
-            f'C3Block: {name} must be a positive int, got {value}')
-    return value
-
-
-def _check_grid_size(
-        grid_size: Union[int, Sequence[int], None]) -> Tuple[int, int]:
-    """Return ``(h, w)`` from an int or a pair of positive ints."""
-    if isinstance(grid_size, int) and not isinstance(grid_size, bool):
-        pair = (grid_size, grid_size)
-    elif isinstance(grid_size, (tuple, list)) and len(grid_size) == 2 and all(
-            isinstance(s, int) and not isinstance(s, bool)
-            for s in grid_size):
-        pair = (grid_size[0], grid_size[1])
-    else:
-        raise TypeError('C3Block: grid_size must be a positive int or (h, w), '
-                        f'got {type(grid_size).__name__} {grid_size!r}')
-    if min(pair) < 1:
-        raise ValueError('C3Block: grid_size must be a positive int or '
-                         f'(h, w), got {grid_size!r}')
-    return pair
+_NAME = 'C3Block'
 
 
 @MODELS.register_module()
@@ -196,12 +164,12 @@ class C3Block(BaseModule):
                  message_tol: float = 1e-5,
                  init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg)
-        self.in_channels = _check_positive_int('in_channels', in_channels)
-        self.reduction = _check_positive_int('reduction', reduction)
-        self.exclude_self = _check_bool('exclude_self', exclude_self)
-        self.post_act = _check_bool('post_act', post_act)
-        self.message_passing = _check_bool('message_passing', message_passing)
-        self.encode_decode = _check_bool('encode_decode', encode_decode)
+        self.in_channels = check_int(_NAME, 'in_channels', in_channels)
+        self.reduction = check_int(_NAME, 'reduction', reduction)
+        self.exclude_self = check_bool(_NAME, 'exclude_self', exclude_self)
+        self.post_act = check_bool(_NAME, 'post_act', post_act)
+        self.message_passing = check_bool(_NAME, 'message_passing', message_passing)
+        self.encode_decode = check_bool(_NAME, 'encode_decode', encode_decode)
         if (not isinstance(message_impl, str)
                 or message_impl not in MESSAGE_IMPLS):
             raise ValueError(f'C3Block: message_impl must be one of '
@@ -217,7 +185,7 @@ class C3Block(BaseModule):
                              f'got {message_tol}')
         self.message_tol = float(message_tol)
         if group_size is not None:
-            _check_positive_int('group_size', group_size)
+            check_int(_NAME, 'group_size', group_size)
             if in_channels % group_size != 0:
                 raise ValueError(
                     f'C3Block: group_size must divide in_channels '
@@ -237,7 +205,7 @@ class C3Block(BaseModule):
                     'grid_size=7 for stage 4 of the C4 RoI head')
             self.grid_size: Optional[Tuple[int, int]] = None
         else:
-            self.grid_size = _check_grid_size(grid_size)
+            self.grid_size = check_size(_NAME, 'grid_size', grid_size)
 
         if encode_decode:
             positions = self.grid_size[0] * self.grid_size[1]

@@ -24,7 +24,7 @@ Three variants, named as in the paper:
   SE-style 1x1 MLP ``C -> C // ratio -> C`` with biases before the sigmoid.
 """
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -33,26 +33,12 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from .squeeze_excite import _check_positive_int
+from ._checks import check_choice, check_int, check_size
 
 _VARIANTS = ('theta-', 'theta', 'theta+')
 _EXTENTS = (2, 4, 8, 'global')
 _POOLINGS = ('avg', 'max')
 _SIZE_MISMATCH = ('error', 'resize')
-
-
-def _pair_of_positive_ints(owner: str, name: str,
-                           value: object) -> Tuple[int, int]:
-    """Normalise ``value`` (int or ``(h, w)``) to a pair of positive ints."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (not isinstance(value, Sequence) or isinstance(value, str)
-            or len(value) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0
-                for v in value)):
-        raise ValueError(f'{owner}: {name} must be a positive int or a pair '
-                         f'(h, w) of positive ints, got {value!r}')
-    return int(value[0]), int(value[1])
 
 
 def _pointwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -75,12 +61,11 @@ class GEBlock(BaseModule):
     ``interp`` is nearest upsampling back to ``(H, W)``.
 
     Shape:
-        - Input: ``(N, C, H, W)`` with ``C == in_channels``.
-        - Output: ``(N, C, H, W)``, same as the input.
+        - Input and output: ``(N, C, H, W)``, ``C == in_channels``.
 
     Args:
-        in_channels (int): Number of input channels ``C``. mmcv's
-            ``build_plugin_layer`` passes it under this name.
+        in_channels (int): Channels ``C`` of the input (the host injects
+            it through mmcv's ``build_plugin_layer``).
         extent (int | str): Gather extent ratio ``e``, one of 2, 4, 8 or
             ``'global'``. Defaults to ``'global'`` (the best parameter-free
             setting in the paper's Table 1 of the supplementary).
@@ -147,28 +132,18 @@ class GEBlock(BaseModule):
                  norm_cfg: dict = dict(type='BN'),
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg)
-        self.in_channels = _check_positive_int('GEBlock', 'in_channels',
-                                               in_channels)
-        if not (extent == 'global' or (isinstance(extent, int)
-                                       and not isinstance(extent, bool)
-                                       and extent in _EXTENTS)):
-            raise ValueError(f'GEBlock: extent must be one of {_EXTENTS}, '
-                             f'got {extent!r}')
-        if variant not in _VARIANTS:
-            raise ValueError(f'GEBlock: variant must be one of {_VARIANTS}, '
-                             f'got {variant!r}')
-        if pooling not in _POOLINGS:
-            raise ValueError(f'GEBlock: pooling must be one of {_POOLINGS}, '
-                             f'got {pooling!r}')
+        self.in_channels = check_int('GEBlock', 'in_channels', in_channels)
+        check_choice('GEBlock', 'extent', extent, _EXTENTS)
+        check_choice('GEBlock', 'variant', variant, _VARIANTS)
+        check_choice('GEBlock', 'pooling', pooling, _POOLINGS)
         if variant != 'theta-' and pooling != 'avg':
             raise ValueError(
                 f"GEBlock: pooling={pooling!r} only applies to "
                 f"variant='theta-' (the parametric variant {variant!r} "
                 f'gathers with depthwise convolutions)')
-        if size_mismatch not in _SIZE_MISMATCH:
-            raise ValueError(f'GEBlock: size_mismatch must be one of '
-                             f'{_SIZE_MISMATCH}, got {size_mismatch!r}')
-        self.ratio = _check_positive_int('GEBlock', 'ratio', ratio)
+        check_choice('GEBlock', 'size_mismatch', size_mismatch,
+                     _SIZE_MISMATCH)
+        self.ratio = check_int('GEBlock', 'ratio', ratio)
         parametric_global = variant != 'theta-' and extent == 'global'
         if parametric_global and feat_size is None:
             raise ValueError(
@@ -189,8 +164,7 @@ class GEBlock(BaseModule):
         self.pooling = pooling
         self.size_mismatch = size_mismatch
         self.feat_size = (None if feat_size is None else
-                          _pair_of_positive_ints('GEBlock', 'feat_size',
-                                                 feat_size))
+                          check_size('GEBlock', 'feat_size', feat_size))
 
         if variant != 'theta-':
             c = in_channels

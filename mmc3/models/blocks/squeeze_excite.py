@@ -17,21 +17,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-
-def _check_positive_int(owner: str, name: str, value: object) -> int:
-    """Return ``value`` if it is a positive ``int`` (not ``bool``), else raise.
-
-    Raises:
-        TypeError: ``value`` is not an ``int``.
-        ValueError: ``value`` is not positive.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f'{owner}: {name} must be a positive int, got '
-                        f'{value!r} of type {type(value).__name__}')
-    if value < 1:
-        raise ValueError(f'{owner}: {name} must be a positive int, '
-                         f'got {value}')
-    return value
+from ._checks import check_int
 
 
 @MODELS.register_module()
@@ -66,9 +52,8 @@ class SEBlock(BaseModule):
                  ratio: int = 16,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg)
-        self.in_channels = _check_positive_int('SEBlock', 'in_channels',
-                                               in_channels)
-        self.ratio = _check_positive_int('SEBlock', 'ratio', ratio)
+        self.in_channels = check_int('SEBlock', 'in_channels', in_channels)
+        self.ratio = check_int('SEBlock', 'ratio', ratio)
         self.hidden_channels = max(1, in_channels // ratio)
         self.fc1 = nn.Conv2d(in_channels, self.hidden_channels, 1, bias=True)
         self.fc2 = nn.Conv2d(self.hidden_channels, in_channels, 1, bias=True)
