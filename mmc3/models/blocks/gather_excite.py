@@ -34,22 +34,12 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ._checks import check_choice, check_int, check_size
+from ._layers import FullMapDepthwiseConv, PointwiseConv
 
 _VARIANTS = ('theta-', 'theta', 'theta+')
 _EXTENTS = (2, 4, 8, 'global')
 _POOLINGS = ('avg', 'max')
 _SIZE_MISMATCH = ('error', 'resize')
-
-
-def _pointwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """Apply the 1x1 convolution ``conv`` as a matrix product over channels.
-
-    Same values and parameters as ``conv(x)``; CPU convolution kernels are
-    several times slower than a GEMM on the small (often 1x1) gathered maps.
-    """
-    w = conv.weight.flatten(1)  # (C_out, C_in, 1, 1) -> (C_out, C_in)
-    y = F.linear(x.movedim(1, -1), w, conv.bias)  # (N, h, w, C_out)
-    return y.movedim(-1, 1)  # (N, h, w, C_out) -> (N, C_out, h, w)
 
 
 @MODELS.register_module()
@@ -169,18 +159,24 @@ class GEBlock(BaseModule):
         if variant != 'theta-':
             c = in_channels
             if extent == 'global':
-                kernels = [(self.feat_size, 1, 0)]
+                # one depthwise conv over the whole feat_size map
+                convs = [FullMapDepthwiseConv(c, self.feat_size)]
             else:
-                kernels = [(3, 2, 1)] * int(math.log2(extent))
-            self.gather_convs = nn.ModuleList(
-                nn.Conv2d(c, c, k, stride=s, padding=p, groups=c, bias=False)
-                for k, s, p in kernels)
+                # log2(e) depthwise 3x3 stride-2 convs
+                convs = [
+                    nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c,
+                              bias=False) for _ in range(int(math.log2(extent)))
+                ]
+            self.gather_convs = nn.ModuleList(convs)
             self.gather_norms = nn.ModuleList(
-                build_norm_layer(norm_cfg, c)[1] for _ in kernels)
+                build_norm_layer(norm_cfg, c)[1] for _ in convs)
         if variant == 'theta+':
             self.hidden_channels = max(1, in_channels // ratio)
-            self.fc1 = nn.Conv2d(in_channels, self.hidden_channels, 1)
-            self.fc2 = nn.Conv2d(self.hidden_channels, in_channels, 1)
+            self.fc1 = PointwiseConv(in_channels, self.hidden_channels)
+            self.fc2 = PointwiseConv(self.hidden_channels, in_channels)
+        #: the gate in (0, 1) before the upsampling, (N, C, h, w): a forward
+        #: hook on this module sees it
+        self.gate = nn.Sigmoid()
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """Gather context: ``(N, C, H, W) -> (N, C, ceil(H/e), ceil(W/e))``
@@ -206,12 +202,8 @@ class GEBlock(BaseModule):
             # (N, C, H, W) -> (N, C, h, w), area interpolation
             x = F.adaptive_avg_pool2d(x, self.feat_size)
         if self.extent == 'global':
-            # A depthwise conv whose kernel covers the map is a per-channel
-            # weighted sum: (N, C, h, w) x (C, h, w) -> (N, C) -> (N, C, 1, 1).
-            # Same values as the conv; 3-4x faster than CPU depthwise kernels.
-            w = self.gather_convs[0].weight[:, 0]  # (C, 1, h, w) -> (C, h, w)
-            g = torch.einsum('nchw,chw->nc', x, w)[:, :, None, None]
-            return self.gather_norms[0](g)
+            # a FullMapDepthwiseConv: (N, C, h, w) -> (N, C, 1, 1)
+            return self.gather_norms[0](self.gather_convs[0](x))
         n_convs = len(self.gather_convs)
         for i, (conv, norm) in enumerate(
                 zip(self.gather_convs, self.gather_norms)):
@@ -229,8 +221,8 @@ class GEBlock(BaseModule):
                 f'H, W), got {tuple(x.shape)}')
         g = self.gather(x)  # (N, C, H, W) -> (N, C, h, w)
         if self.variant == 'theta+':
-            g = _pointwise(F.relu(_pointwise(F.relu(g), self.fc1)), self.fc2)
-        gate = torch.sigmoid(g)
+            g = self.fc2(F.relu(self.fc1(F.relu(g))))
+        gate = self.gate(g)
         if gate.shape[2:] != x.shape[2:] and gate.shape[2:] != (1, 1):
             # (N, C, h, w) -> (N, C, H, W); a 1x1 gate broadcasts instead
             gate = F.interpolate(gate, size=x.shape[2:], mode='nearest')

@@ -18,6 +18,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ._checks import check_int
+from ._layers import PointwiseConv
 
 
 @MODELS.register_module()
@@ -55,8 +56,13 @@ class SEBlock(BaseModule):
         self.in_channels = check_int('SEBlock', 'in_channels', in_channels)
         self.ratio = check_int('SEBlock', 'ratio', ratio)
         self.hidden_channels = max(1, in_channels // ratio)
-        self.fc1 = nn.Conv2d(in_channels, self.hidden_channels, 1, bias=True)
-        self.fc2 = nn.Conv2d(self.hidden_channels, in_channels, 1, bias=True)
+        # the paper's 1x1 convolutions, computed as matrix products on the
+        # squeezed (N, C, 1, 1) vector (see mmc3.models.blocks._layers)
+        self.fc1 = PointwiseConv(in_channels, self.hidden_channels)
+        self.fc2 = PointwiseConv(self.hidden_channels, in_channels)
+        #: the excitation in (0, 1), (N, C, 1, 1): a forward hook on this
+        #: module sees every channel's gate
+        self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Gate every channel of ``x`` by its excitation in ``(0, 1)``."""
@@ -64,14 +70,9 @@ class SEBlock(BaseModule):
             raise ValueError(
                 f'SEBlock: expected input of shape (N, {self.in_channels}, '
                 f'H, W), got {tuple(x.shape)}')
-        s = x.mean(dim=(2, 3))  # (N, C, H, W) -> (N, C)
-        # The 1x1 convs act on a 1x1 map: run them as matrix products on
-        # their own weights, (N, C) -> (N, C/r) -> (N, C). Same values and
-        # parameters; CPU convolution kernels are several times slower on
-        # 1x1 maps than a GEMM.
-        s = F.relu(F.linear(s, self.fc1.weight.flatten(1), self.fc1.bias))
-        s = F.linear(s, self.fc2.weight.flatten(1), self.fc2.bias)
-        return x * torch.sigmoid(s)[:, :, None, None]  # broadcast over (H, W)
+        s = x.mean(dim=(2, 3), keepdim=True)  # (N, C, H, W) -> (N, C, 1, 1)
+        s = self.fc2(F.relu(self.fc1(s)))  # -> (N, C/r, 1, 1) -> (N, C, 1, 1)
+        return x * self.gate(s)  # broadcast over (H, W)
 
     def extra_repr(self) -> str:
         return f'in_channels={self.in_channels}, ratio={self.ratio}'

@@ -1,0 +1,55 @@
+"""Convolutions of the blocks computed the fast way, as modules.
+
+The gates of SE and GE apply 1x1 convolutions to small (often ``1 x 1``)
+maps, and parametric global GE applies a depthwise convolution whose kernel
+covers the whole map. CPU convolution kernels are several times slower than
+a matrix product there, so the blocks used to bypass their ``Conv2d``
+modules with ``F.linear`` / ``einsum`` on the modules' weights, which hid
+them from forward hooks, FLOP counters and pruning tools. These subclasses
+keep the ``Conv2d`` parameters, state-dict layout and type (``init_cfg``
+with ``layer='Conv2d'`` still applies) and compute the same values in their
+own ``forward``, so the modules are called like any other.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 convolution computed as a matrix product over channels.
+
+    Shape: ``(N, C_in, h, w) -> (N, C_out, h, w)``; same values and
+    parameters as ``nn.Conv2d(C_in, C_out, 1)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (C_out, C_in, 1, 1) -> (C_out, C_in); (N, C, h, w) -> (N, h, w, C)
+        y = F.linear(x.movedim(1, -1), self.weight.flatten(1), self.bias)
+        return y.movedim(-1, 1)  # (N, h, w, C_out) -> (N, C_out, h, w)
+
+
+class FullMapDepthwiseConv(nn.Conv2d):
+    """A depthwise convolution (no bias, no padding) whose kernel covers the
+    whole input map: a per-channel weighted sum of the map.
+
+    Shape: ``(N, C, h, w) -> (N, C, 1, 1)`` with ``(h, w)`` the kernel size;
+    same values and parameters as ``nn.Conv2d(C, C, (h, w), groups=C,
+    bias=False)`` (3-4x faster than CPU depthwise kernels).
+    """
+
+    def __init__(self, channels: int, size) -> None:
+        super().__init__(channels, channels, size, groups=channels,
+                         bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[2:]) != tuple(self.kernel_size):
+            raise ValueError(
+                f'FullMapDepthwiseConv: expected maps of size '
+                f'{tuple(self.kernel_size)}, got {tuple(x.shape[2:])}')
+        # (N, C, h, w) x (C, h, w) -> (N, C) -> (N, C, 1, 1)
+        w = self.weight[:, 0]  # (C, 1, h, w) -> (C, h, w)
+        return torch.einsum('nchw,chw->nc', x, w)[:, :, None, None]

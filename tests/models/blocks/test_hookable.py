@@ -1,0 +1,61 @@
+"""Every parameterised module of every block is called in its forward, so
+forward hooks, FLOP counters and pruning tools see it; SE and GE expose
+their gate as a module. The fast layers equal the convolutions they
+replace."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmc3.models.blocks._layers import FullMapDepthwiseConv, PointwiseConv
+from tests._helpers import build_from_root
+
+BLOCKS = {
+    'se': dict(type='SEBlock', ratio=4),
+    'c3': dict(type='C3Block', grid_size=(5, 6)),
+    'ce': dict(type='CEBlock', group_size=8),
+    'ge-': dict(type='GEBlock', extent=2),
+    'ge-theta-2': dict(type='GEBlock', variant='theta', extent=2),
+    'ge-theta+global': dict(type='GEBlock', variant='theta+', extent='global',
+                            feat_size=(5, 6), ratio=4),
+}
+
+
+@pytest.mark.parametrize('name', sorted(BLOCKS))
+def test_every_parameterised_module_is_called(name):
+    block = build_from_root(dict(BLOCKS[name], in_channels=16))
+    called = set()
+    owners = {n for n, m in block.named_modules()
+              if any(True for _ in m.parameters(recurse=False))}
+    for n, m in block.named_modules():
+        m.register_forward_hook(
+            lambda mod, inp, out, n=n: called.add(n))
+    block(torch.randn(2, 16, 5, 6))
+    assert owners <= called, sorted(owners - called)
+    assert owners or name == 'ge-'  # only the parameter-free GE has none
+
+
+@pytest.mark.parametrize('name', ['se', 'ge-theta+global', 'ge-'])
+def test_gate_is_a_hookable_module(name):
+    block = build_from_root(dict(BLOCKS[name], in_channels=16))
+    seen = []
+    block.gate.register_forward_hook(lambda m, i, o: seen.append(o))
+    x = torch.rand(2, 16, 5, 6) + 0.5
+    out = block(x)
+    (gate, ) = seen
+    assert ((gate > 0) & (gate < 1)).all()
+    if gate.shape[2:] == (1, 1):
+        torch.testing.assert_close(out, x * gate)
+
+
+def test_fast_layers_equal_the_convolutions():
+    x = torch.randn(3, 8, 4, 5, dtype=torch.float64)
+    pointwise = PointwiseConv(8, 6).double()
+    torch.testing.assert_close(
+        pointwise(x), F.conv2d(x, pointwise.weight, pointwise.bias))
+    full = FullMapDepthwiseConv(8, (4, 5)).double()
+    torch.testing.assert_close(full(x), F.conv2d(x, full.weight, groups=8))
+    assert isinstance(pointwise, torch.nn.Conv2d)
+    assert full.weight.shape == (8, 1, 4, 5)
+    with pytest.raises(ValueError, match=r'FullMapDepthwiseConv: expected '
+                       r'maps of size \(4, 5\), got \(4, 4\)'):
+        full(x[..., :4])
