@@ -4,7 +4,7 @@
 # segmentation table: an added baseline.
 #
 # The global gather is a depthwise conv whose kernel covers the whole map,
-# so it is tied to one size: feat_size=(41, 41), the stage-4 map of a 321x321
+# so it is tied to one size: grid_size=(41, 41), the stage-4 map of a 321x321
 # crop. Testing scores 321x321 sliding windows (stride 214, small images
 # padded up), so every map the block sees is 41x41. Under norm_eval=True the
 # gather's BN keeps its initial running statistics (a learnable affine).
@@ -26,7 +26,7 @@ _base_ = [
 model = dict(
     backbone=dict(plugins=[
         dict(
-            cfg=dict(_base_.ge_block, feat_size=_base_.stage4_size),
+            cfg=dict(_base_.ge_block, grid_size=_base_.stage4_size),
             position='after_conv3',
             stages=(False, False, False, True))
     ]))

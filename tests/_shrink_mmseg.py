@@ -16,7 +16,7 @@ BASE_CHANNELS = 8
 CROP = (64, 64)
 _NUM_IMAGES = 2
 # keys of plugin cfgs that hold the spatial size a block expects
-_SIZE_KEYS = ('grid_size', 'feat_size')
+_SIZE_KEYS = ('grid_size', )
 
 
 def _stage_channels(backbone: dict, stage: int) -> int:
@@ -59,7 +59,7 @@ def shrink_config(cfg):
     ``base_channels=8`` (heads' ``in_channels`` to match), ResNet-101/152
     cut to 50 (same stages, fewer stage-3 blocks), no pretrained or
     initialisation checkpoints, a 64x64 crop and sliding window, and every
-    plugin's ``grid_size``/``feat_size`` set to the shrunk stage-4 size (so
+    plugin's ``grid_size`` set to the shrunk stage-4 size (so
     a block that expects the training map size still gets it).
     """
     cfg = copy.deepcopy(cfg)

@@ -62,19 +62,19 @@ REQUIRED = sorted(f'{stem}.py' for stem in """
 # stage-4 bottleneck.
 _C4_BLOCKS = {
     'se': dict(type='SEBlock', ratio=16),
-    'c3': dict(type='C3Block', grid_size=7, reduction=8),
+    'c3': dict(type='C3Block', grid_size=7, ratio=8),
     'ce': dict(type='CEBlock', ratio=4, group_size=16, ns_iters=3),
     'ge': dict(type='GEBlock', variant='theta+', extent='global',
-               feat_size=7, ratio=16),
+               grid_size=7, ratio=16),
 }
 EXPECTED_BLOCK = {
     'faster_rcnn': _C4_BLOCKS,
     'mask_rcnn': _C4_BLOCKS,
     'deeplabv2': dict(
         _C4_BLOCKS,
-        c3=dict(type='C3Block', grid_size=(41, 41), reduction=8),
+        c3=dict(type='C3Block', grid_size=(41, 41), ratio=8),
         ge=dict(type='GEBlock', variant='theta+', extent='global',
-                feat_size=(41, 41), ratio=16)),
+                grid_size=(41, 41), ratio=16)),
 }
 
 

@@ -15,7 +15,7 @@ assert mmc3.models.registered_hosts == [], mmc3.models.registered_hosts
 for cfg in (dict(type='C3Block', grid_size=(3, 4)), dict(type='SEBlock'),
             dict(type='CEBlock'), dict(type='GEBlock', extent=2),
             dict(type='GEBlock', variant='theta+', extent='global',
-                 feat_size=(3, 4))):
+                 grid_size=(3, 4))):
     block = MODELS.build(dict(cfg, in_channels=32))
     x = torch.randn(2, 32, 3, 4, requires_grad=True)
     out = block(x)

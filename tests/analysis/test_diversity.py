@@ -131,10 +131,10 @@ def test_argument_errors():
 def _model() -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1),
-        C3Block(4, grid_size=(4, 4), reduction=2),
+        C3Block(4, grid_size=(4, 4), ratio=2),
         nn.ReLU(),
         nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1),
-                      C3Block(6, grid_size=(3, 3), reduction=2,
+                      C3Block(6, grid_size=(3, 3), ratio=2,
                               exclude_self=False)),
     )
 

@@ -89,11 +89,11 @@ BLOCKS: Dict[str, Callable[[int, Tuple[int, int]], dict]] = {
     'ge:theta-:global': lambda c, hw: dict(type='GEBlock'),
     'ge:theta-:e4': lambda c, hw: dict(type='GEBlock', extent=4),
     'ge:theta:global': lambda c, hw: dict(type='GEBlock', variant='theta',
-                                          feat_size=hw),
+                                          grid_size=hw),
     'ge:theta:e4': lambda c, hw: dict(type='GEBlock', variant='theta',
                                       extent=4),
     'ge:theta+:global': lambda c, hw: dict(type='GEBlock', variant='theta+',
-                                           feat_size=hw),
+                                           grid_size=hw),
     'ge:theta+:e4': lambda c, hw: dict(type='GEBlock', variant='theta+',
                                        extent=4),
 }

@@ -22,7 +22,7 @@
 # in a backbone:        model = dict(backbone=dict(
 #                           plugins=_base_.c3_stage4_plugins))
 # Needs: custom_imports = dict(imports=['mmc3'], allow_failed_imports=False)
-c3_block = dict(type='C3Block', grid_size=7, reduction=8)
+c3_block = dict(type='C3Block', grid_size=7, ratio=8)
 c3_stage4_plugins = [
     dict(
         cfg=c3_block,

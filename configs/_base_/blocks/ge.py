@@ -7,13 +7,13 @@
 # depthwise gather over the whole map, then an SE-style 1x1 MLP C -> C/16 ->
 # C). Its one practical drawback, a gather kernel tied to one input size, does
 # not bite in the C4 RoI head: every stage-4 map there is 7x7 (14x14
-# RoIAlign, stride 2), hence feat_size=7. Placement: after the last BN,
+# RoIAlign, stride 2), hence grid_size=7. Placement: after the last BN,
 # before the residual sum (after_conv3), every bottleneck.
 # Note: the host's norm_eval=True keeps every BN of the head in eval mode,
 # the gather's BN included; it then acts as a learnable per-channel affine
 # (running statistics stay at their initial values).
 # Inputs of other sizes (segmentation backbones) need either
-# dict(_base_.ge_block, feat_size=(h, w)) or the parameter-free global
+# dict(_base_.ge_block, grid_size=(h, w)) or the parameter-free global
 # variant, which fits any size and was the best parameter-free setting
 # (supplement Table 1: avg beats max):
 #   dict(type='GEBlock', variant='theta-', extent='global', pooling='avg')
@@ -30,7 +30,7 @@
 #                           plugins=_base_.ge_stage4_plugins)))
 # Needs: custom_imports = dict(imports=['mmc3'], allow_failed_imports=False)
 ge_block = dict(
-    type='GEBlock', variant='theta+', extent='global', feat_size=7, ratio=16)
+    type='GEBlock', variant='theta+', extent='global', grid_size=7, ratio=16)
 ge_stage4_plugins = [
     dict(
         cfg=ge_block,

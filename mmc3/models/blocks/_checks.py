@@ -4,6 +4,7 @@
 the type's name before the value (``got float 4.0``), a wrong value with the
 value alone (``got 0``). Every check returns the accepted value.
 """
+import warnings
 from typing import Sequence, Tuple
 
 
@@ -75,3 +76,18 @@ def check_size(owner: str, name: str, value: object) -> Tuple[int, int]:
     if min(pair) < 1:
         raise ValueError(f'{owner}: {name} must be {what}, got {value!r}')
     return pair
+
+
+def renamed(owner: str, new: str, new_value: object, new_default: object,
+            old: str, old_value: object) -> object:
+    """Resolve an argument that was renamed: ``old=value`` still works, with
+    a ``DeprecationWarning``; both spellings with different values are an
+    error. Returns the value to use."""
+    if old_value is None:
+        return new_value
+    warnings.warn(f'{owner}: {old} is now called {new}; write '
+                  f'{new}={old_value!r}', DeprecationWarning, stacklevel=3)
+    if new_value != new_default and new_value != old_value:
+        raise ValueError(f'{owner}: got {new}={new_value!r} and its former '
+                         f'name {old}={old_value!r}; give {new} only')
+    return old_value

@@ -18,15 +18,15 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
-from ._checks import check_bool, check_int, check_size
+from ._checks import check_bool, check_int, check_size, renamed
 from .message import MESSAGE_IMPLS, message_passing as pass_messages
 
 _RESIZE_MODES = ('nearest', 'area', 'bilinear')
 
 
-def _bottleneck(positions: int, reduction: int) -> nn.Sequential:
+def _bottleneck(positions: int, ratio: int) -> nn.Sequential:
     """``P -> max(1, P // k) -> ReLU -> P``, shared by all channels."""
-    hidden = max(1, positions // reduction)
+    hidden = max(1, positions // ratio)
     return nn.Sequential(
         OrderedDict(
             fc_in=nn.Linear(positions, hidden),
@@ -52,7 +52,7 @@ class C3Block(BaseModule):
        with the same mode before the sum. Inputs already at the grid are not
        resized.
     2. Encoder: ``z_i = f_out(ReLU(f_in(x_i)))``, linear maps with bias
-       ``P -> max(1, P // reduction) -> P``.
+       ``P -> max(1, P // ratio) -> P``.
     3. Message passing: ``zbar_i = sum_j a_ij z_j``,
        ``a_ij = softmax_j(-(v_i - v_j)^2)``, ``v_i = mean_p z_i[p]``, over the
        channels of ``i``'s group, ``j != i`` if ``exclude_self``.
@@ -60,7 +60,7 @@ class C3Block(BaseModule):
        ``xbar_i = g_out(ReLU(g_in(zbar_i)))``.
     5. Residual ``out = x + xbar``, then ReLU if ``post_act``.
 
-    Parameters: ``2 * (2 * P * (P // k) + P // k + P)`` for ``k = reduction``,
+    Parameters: ``2 * (2 * P * (P // k) + P // k + P)`` for ``k = ratio``,
     independent of ``in_channels`` (none when ``encode_decode=False``).
 
     Shape:
@@ -79,7 +79,8 @@ class C3Block(BaseModule):
             and ``(8, 8)`` for the CIFAR stem/stage outputs. With
             ``encode_decode=False`` it may be None (message passing then runs
             at the input's own resolution). Defaults to None.
-        reduction (int): Bottleneck ratio ``k``; hidden width is
+        ratio (int): Bottleneck ratio ``k`` (the seeds' reduction ``k``);
+            hidden width is
             ``max(1, P // k)``. Defaults to 8 (paper; seed ablation: 4 and 8
             best).
         exclude_self (bool): Sum the message over ``j != i`` (paper) rather
@@ -113,6 +114,8 @@ class C3Block(BaseModule):
             rounding limits it to about ``1e-6``. Defaults to 1e-5.
         init_cfg (dict | list[dict], optional): mmengine initialisation
             config. Defaults to None (PyTorch's default ``nn.Linear`` init).
+        reduction (int, optional): Former name of ``ratio`` (deprecated,
+            still accepted with a ``DeprecationWarning``).
 
     Note:
         - Paper vs released code: the paper sums over ``j != i`` and adds the
@@ -153,7 +156,7 @@ class C3Block(BaseModule):
     def __init__(self,
                  in_channels: int,
                  grid_size: Union[int, Tuple[int, int], None] = None,
-                 reduction: int = 8,
+                 ratio: int = 8,
                  exclude_self: bool = True,
                  group_size: Optional[int] = None,
                  resize_mode: str = 'nearest',
@@ -162,10 +165,12 @@ class C3Block(BaseModule):
                  encode_decode: bool = True,
                  message_impl: str = 'auto',
                  message_tol: float = 1e-5,
-                 init_cfg: Union[dict, list, None] = None) -> None:
+                 init_cfg: Union[dict, list, None] = None,
+                 reduction: Optional[int] = None) -> None:
         super().__init__(init_cfg)
         self.in_channels = check_int(_NAME, 'in_channels', in_channels)
-        self.reduction = check_int(_NAME, 'reduction', reduction)
+        ratio = renamed(_NAME, 'ratio', ratio, 8, 'reduction', reduction)
+        self.ratio = check_int(_NAME, 'ratio', ratio)
         self.exclude_self = check_bool(_NAME, 'exclude_self', exclude_self)
         self.post_act = check_bool(_NAME, 'post_act', post_act)
         self.message_passing = check_bool(_NAME, 'message_passing', message_passing)
@@ -209,8 +214,8 @@ class C3Block(BaseModule):
 
         if encode_decode:
             positions = self.grid_size[0] * self.grid_size[1]
-            self.encoder = _bottleneck(positions, reduction)
-            self.decoder = _bottleneck(positions, reduction)
+            self.encoder = _bottleneck(positions, self.ratio)
+            self.decoder = _bottleneck(positions, self.ratio)
         else:
             self.encoder = nn.Identity()
             self.decoder = nn.Identity()
@@ -252,7 +257,7 @@ class C3Block(BaseModule):
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, grid_size={self.grid_size}, '
-                f'reduction={self.reduction}, '
+                f'ratio={self.ratio}, '
                 f'exclude_self={self.exclude_self}, '
                 f'group_size={self.group_size}, '
                 f'resize_mode={self.resize_mode!r}, '

@@ -33,7 +33,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from ._checks import check_choice, check_int, check_size
+from ._checks import check_choice, check_int, check_size, renamed
 from ._layers import FullMapDepthwiseConv, PointwiseConv
 
 _VARIANTS = ('theta-', 'theta', 'theta+')
@@ -65,7 +65,7 @@ class GEBlock(BaseModule):
         pooling (str): ``'avg'`` or ``'max'`` pooling for ``'theta-'``.
             Parametric variants have no pooling and reject ``'max'``.
             Defaults to ``'avg'``.
-        feat_size (int | tuple[int, int], optional): Spatial size ``(h, w)``
+        grid_size (int | tuple[int, int], optional): Spatial size ``(h, w)``
             of the input; required by (and only accepted for) the parametric
             variants with ``extent='global'``, whose depthwise kernel is
             ``h x w``. Defaults to None.
@@ -73,9 +73,9 @@ class GEBlock(BaseModule):
             width is ``max(1, C // ratio)``. Unused by the other variants.
             Defaults to 16.
         size_mismatch (str): What a parametric global gather does with an
-            input that is not ``feat_size``: ``'error'`` raises a
+            input that is not ``grid_size``: ``'error'`` raises a
             ``ValueError``; ``'resize'`` first resizes the input to
-            ``feat_size`` by adaptive average pooling (area interpolation).
+            ``grid_size`` by adaptive average pooling (area interpolation).
             Defaults to ``'error'``.
         norm_cfg (dict): Norm layer after every depthwise convolution of the
             parametric gather (mmcv ``build_norm_layer`` config, e.g.
@@ -83,6 +83,9 @@ class GEBlock(BaseModule):
             ``dict(type='BN')``.
         init_cfg (dict | list[dict], optional): mmengine initialisation
             config. Defaults to None (PyTorch's default initialisation).
+        feat_size (int | tuple[int, int], optional): Former name of
+            ``grid_size`` (deprecated, still accepted with a
+            ``DeprecationWarning``).
 
     Note:
         - The paper writes the sigmoid after the interpolation. With nearest
@@ -98,7 +101,7 @@ class GEBlock(BaseModule):
           output is ``1 x 1`` (global extent, or a tiny input) raises
           PyTorch's ``ValueError`` in training mode, as any BN would.
         - The global parametric gather has fixed weights of size
-          ``feat_size``; by default any other input size is an error (see
+          ``grid_size``; by default any other input size is an error (see
           ``size_mismatch``).
         - Host interaction: an mmdet/mmseg ResNet with ``norm_eval=True``
           (mmdet's default) puts every ``_BatchNorm`` below it in eval mode,
@@ -116,12 +119,16 @@ class GEBlock(BaseModule):
                  extent: Union[int, str] = 'global',
                  variant: str = 'theta-',
                  pooling: str = 'avg',
-                 feat_size: Optional[Union[int, Tuple[int, int]]] = None,
+                 grid_size: Optional[Union[int, Tuple[int, int]]] = None,
                  ratio: int = 16,
                  size_mismatch: str = 'error',
                  norm_cfg: dict = dict(type='BN'),
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 feat_size: Optional[Union[int, Tuple[int, int]]] = None
+                 ) -> None:
         super().__init__(init_cfg)
+        grid_size = renamed('GEBlock', 'grid_size', grid_size, None,
+                            'feat_size', feat_size)
         self.in_channels = check_int('GEBlock', 'in_channels', in_channels)
         check_choice('GEBlock', 'extent', extent, _EXTENTS)
         check_choice('GEBlock', 'variant', variant, _VARIANTS)
@@ -135,15 +142,15 @@ class GEBlock(BaseModule):
                      _SIZE_MISMATCH)
         self.ratio = check_int('GEBlock', 'ratio', ratio)
         parametric_global = variant != 'theta-' and extent == 'global'
-        if parametric_global and feat_size is None:
+        if parametric_global and grid_size is None:
             raise ValueError(
                 f"GEBlock: variant={variant!r} with extent='global' needs "
-                f'feat_size=(h, w), the input size its depthwise kernel '
+                f'grid_size=(h, w), the input size its depthwise kernel '
                 f'covers, got None')
-        if not parametric_global and feat_size is not None:
+        if not parametric_global and grid_size is not None:
             raise ValueError(
-                f"GEBlock: feat_size is only used by variant 'theta'/'theta+' "
-                f"with extent='global', got feat_size={feat_size!r} with "
+                f"GEBlock: grid_size is only used by variant 'theta'/'theta+' "
+                f"with extent='global', got grid_size={grid_size!r} with "
                 f'variant={variant!r}, extent={extent!r}')
         if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
             raise TypeError(f"GEBlock: norm_cfg must be a dict with a 'type' "
@@ -153,14 +160,14 @@ class GEBlock(BaseModule):
         self.variant = variant
         self.pooling = pooling
         self.size_mismatch = size_mismatch
-        self.feat_size = (None if feat_size is None else
-                          check_size('GEBlock', 'feat_size', feat_size))
+        self.grid_size = (None if grid_size is None else
+                          check_size('GEBlock', 'grid_size', grid_size))
 
         if variant != 'theta-':
             c = in_channels
             if extent == 'global':
-                # one depthwise conv over the whole feat_size map
-                convs = [FullMapDepthwiseConv(c, self.feat_size)]
+                # one depthwise conv over the whole grid_size map
+                convs = [FullMapDepthwiseConv(c, self.grid_size)]
             else:
                 # log2(e) depthwise 3x3 stride-2 convs
                 convs = [
@@ -192,15 +199,15 @@ class GEBlock(BaseModule):
                                     count_include_pad=False)
             return F.max_pool2d(x, 2 * e - 1, stride=e, padding=e - 1)
 
-        if self.extent == 'global' and tuple(x.shape[2:]) != self.feat_size:
+        if self.extent == 'global' and tuple(x.shape[2:]) != self.grid_size:
             if self.size_mismatch == 'error':
                 raise ValueError(
                     f"GEBlock: variant={self.variant!r} with extent='global' "
-                    f'was built for feat_size={self.feat_size}, got an input '
+                    f'was built for grid_size={self.grid_size}, got an input '
                     f"of spatial size {tuple(x.shape[2:])}; set "
-                    f"size_mismatch='resize' to resize inputs to feat_size")
+                    f"size_mismatch='resize' to resize inputs to grid_size")
             # (N, C, H, W) -> (N, C, h, w), area interpolation
-            x = F.adaptive_avg_pool2d(x, self.feat_size)
+            x = F.adaptive_avg_pool2d(x, self.grid_size)
         if self.extent == 'global':
             # a FullMapDepthwiseConv: (N, C, h, w) -> (N, C, 1, 1)
             return self.gather_norms[0](self.gather_convs[0](x))
@@ -233,8 +240,8 @@ class GEBlock(BaseModule):
              f'variant={self.variant!r}')
         if self.variant == 'theta-':
             s += f', pooling={self.pooling!r}'
-        if self.feat_size is not None:
-            s += f', feat_size={self.feat_size}'
+        if self.grid_size is not None:
+            s += f', grid_size={self.grid_size}'
         if self.variant == 'theta+':
             s += f', ratio={self.ratio}'
         return s

@@ -111,10 +111,10 @@ def _param_formula(p: int, k: int) -> int:
                                      ((4, 6), 4), ((14, 14), 8)])
 def test_parameter_count_matches_formula(grid, k):
     p = grid[0] * grid[1]
-    block = C3Block(16, grid_size=grid, reduction=k)
+    block = C3Block(16, grid_size=grid, ratio=k)
     assert sum(t.numel() for t in block.parameters()) == _param_formula(p, k)
     # independent of C
-    other = C3Block(3, grid_size=grid, reduction=k)
+    other = C3Block(3, grid_size=grid, ratio=k)
     assert sum(t.numel() for t in other.parameters()) == _param_formula(p, k)
 
 
@@ -128,12 +128,12 @@ def test_cifar_placement_adds_68880_parameters():
 
 
 def test_layers_and_hidden_width_clamped():
-    block = C3Block(4, grid_size=(2, 3), reduction=8)  # P = 6 < k
+    block = C3Block(4, grid_size=(2, 3), ratio=8)  # P = 6 < k
     assert block.encoder.fc_in.weight.shape == (1, 6)
     assert block.encoder.fc_out.weight.shape == (6, 1)
     assert block.decoder.fc_in.weight.shape == (1, 6)
     assert block.decoder.fc_in.weight is not block.encoder.fc_in.weight
-    assert C3Block(4, grid_size=4, reduction=3).encoder.fc_in.out_features == 5
+    assert C3Block(4, grid_size=4, ratio=3).encoder.fc_in.out_features == 5
     assert C3Block._abbr_ == 'c3_block'
     assert 'grid_size=(2, 3)' in repr(block)
 
@@ -158,7 +158,7 @@ OPTIONS = list(itertools.product(
     'exclude_self, group_size, resize_mode, post_act, mp, ed', OPTIONS)
 def test_every_option_branch_runs(exclude_self, group_size, resize_mode,
                                   post_act, mp, ed):
-    block = C3Block(4, grid_size=(3, 4), reduction=2,
+    block = C3Block(4, grid_size=(3, 4), ratio=2,
                     exclude_self=exclude_self, group_size=group_size,
                     resize_mode=resize_mode, post_act=post_act,
                     message_passing=mp, encode_decode=ed)
@@ -175,7 +175,7 @@ def test_every_option_branch_runs(exclude_self, group_size, resize_mode,
 @pytest.mark.parametrize('batch', [1, 2])
 @pytest.mark.parametrize('train', [True, False])
 def test_shapes_odd_nonsquare_1x1_batch_mode(hw, batch, train):
-    block = C3Block(6, grid_size=4, reduction=4)
+    block = C3Block(6, grid_size=4, ratio=4)
     block.train(train)
     x = torch.randn(batch, 6, *hw)
     out = block(x)
@@ -221,7 +221,7 @@ PARITY = [
                          ' mp, ed', PARITY)
 def test_value_parity_with_float64_reference(c, grid, k, hw, exclude_self,
                                              group_size, post_act, mp, ed):
-    block = C3Block(c, grid_size=grid, reduction=k, exclude_self=exclude_self,
+    block = C3Block(c, grid_size=grid, ratio=k, exclude_self=exclude_self,
                     group_size=group_size, post_act=post_act,
                     message_passing=mp, encode_decode=ed).double()
     # spread the channel means so the affinities are far from uniform
@@ -234,7 +234,7 @@ def test_value_parity_with_float64_reference(c, grid, k, hw, exclude_self,
 
 
 def test_float32_matches_reference():
-    block = C3Block(8, grid_size=(4, 4), reduction=4, group_size=4)
+    block = C3Block(8, grid_size=(4, 4), ratio=4, group_size=4)
     x = torch.randn(2, 8, 6, 6)
     ref = c3_reference(block, x)
     np.testing.assert_allclose(block(x).detach().numpy(), ref, rtol=1e-4,
@@ -299,8 +299,8 @@ def test_message_reveals_affinities():
 
 
 def test_exclude_self_true_and_false_differ_only_by_the_diagonal():
-    a = C3Block(4, grid_size=3, reduction=2, exclude_self=True)
-    b = C3Block(4, grid_size=3, reduction=2, exclude_self=False)
+    a = C3Block(4, grid_size=3, ratio=2, exclude_self=True)
+    b = C3Block(4, grid_size=3, ratio=2, exclude_self=False)
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 4, 3, 3)
     assert not torch.allclose(a(x), b(x))
@@ -313,7 +313,7 @@ def test_exclude_self_true_and_false_differ_only_by_the_diagonal():
 
 @pytest.mark.parametrize('exclude_self', [True, False])
 def test_single_channel_is_finite_and_reduces(exclude_self):
-    block = C3Block(1, grid_size=(2, 3), reduction=2,
+    block = C3Block(1, grid_size=(2, 3), ratio=2,
                     exclude_self=exclude_self)
     x = torch.randn(2, 1, 2, 3, requires_grad=True)
     out = block(x)
@@ -353,7 +353,7 @@ def test_group_size_restricts_communication():
     assert not torch.allclose(full[1][:, 3:], full[0][:, 3:])
 
     # the same through the block: group 1's output ignores group 0
-    block = C3Block(6, grid_size=(2, 3), reduction=2, group_size=3)
+    block = C3Block(6, grid_size=(2, 3), ratio=2, group_size=3)
     x = torch.randn(2, 6, 2, 3)
     x2 = x.clone()
     x2[:, 1] += 2.0
@@ -439,7 +439,7 @@ def test_area_downsampling_averages_blocks():
 @pytest.mark.parametrize('exclude_self, group_size', [(True, None),
                                                       (False, 2)])
 def test_every_parameter_gets_a_finite_gradient(hw, exclude_self, group_size):
-    block = C3Block(4, grid_size=4, reduction=4, exclude_self=exclude_self,
+    block = C3Block(4, grid_size=4, ratio=4, exclude_self=exclude_self,
                     group_size=group_size, post_act=True)
     x = torch.randn(2, 4, *hw, requires_grad=True)
     block(x).pow(2).mean().backward()
@@ -456,7 +456,7 @@ def test_every_parameter_gets_a_finite_gradient(hw, exclude_self, group_size):
     (4, (1, 2), (2, 2), True, 2),
 ])
 def test_gradcheck_block(c, hw, grid, exclude_self, group_size):
-    block = C3Block(c, grid_size=grid, reduction=2, exclude_self=exclude_self,
+    block = C3Block(c, grid_size=grid, ratio=2, exclude_self=exclude_self,
                     group_size=group_size).double()
     x = torch.randn(1, c, *hw, dtype=torch.float64, requires_grad=True)
     params = tuple(block.parameters())
@@ -519,10 +519,10 @@ def test_huge_channel_means_do_not_produce_nan():
      r'C3Block: grid_size must be a positive int or \(h, w\)'),
     (dict(in_channels=4, grid_size=2.5), TypeError,
      r'C3Block: grid_size must be a positive int or \(h, w\), got float'),
-    (dict(in_channels=4, grid_size=3, reduction=0), ValueError,
-     r'C3Block: reduction must be a positive int, got 0'),
-    (dict(in_channels=4, grid_size=3, reduction=0.5), TypeError,
-     r'C3Block: reduction must be a positive int, got float 0.5'),
+    (dict(in_channels=4, grid_size=3, ratio=0), ValueError,
+     r'C3Block: ratio must be a positive int, got 0'),
+    (dict(in_channels=4, grid_size=3, ratio=0.5), TypeError,
+     r'C3Block: ratio must be a positive int, got float 0.5'),
     (dict(in_channels=6, grid_size=3, group_size=4), ValueError,
      r'C3Block: group_size must divide in_channels \(6\), got 4'),
     (dict(in_channels=6, grid_size=3, group_size=0), ValueError,
@@ -573,18 +573,18 @@ def test_message_argument_errors():
 
 
 def test_state_dict_round_trip():
-    block = C3Block(4, grid_size=(3, 4), reduction=4)
+    block = C3Block(4, grid_size=(3, 4), ratio=4)
     assert sorted(block.state_dict()) == sorted(
         f'{part}.{layer}.{kind}' for part in ('encoder', 'decoder')
         for layer in ('fc_in', 'fc_out') for kind in ('weight', 'bias'))
-    fresh = C3Block(4, grid_size=(3, 4), reduction=4)
+    fresh = C3Block(4, grid_size=(3, 4), ratio=4)
     x = torch.randn(2, 4, 5, 5)
     assert not torch.allclose(fresh(x), block(x))
     fresh.load_state_dict(block.state_dict())
     torch.testing.assert_close(fresh(x), block(x))
     # a block for another grid cannot silently take these weights
     with pytest.raises(RuntimeError, match='size mismatch'):
-        C3Block(4, grid_size=(4, 4), reduction=4).load_state_dict(
+        C3Block(4, grid_size=(4, 4), ratio=4).load_state_dict(
             block.state_dict())
 
 
@@ -612,12 +612,12 @@ def test_builds_by_plain_name_from_root_registry():
     ((2, 3), (32, 64)),  # stage 4 sees 1x2: resized to the grid and back
 ])
 def test_runs_as_mmdet_resnet_plugin(grid, input_hw):
-    # reduction 2: with k = 8 these 4- and 6-position grids have a single
+    # ratio 2: with k = 8 these 4- and 6-position grids have a single
     # hidden unit, which a ReLU can switch off for a whole batch (then its
     # input weights rightly get no gradient); the helper wants every
     # parameter to learn
     backbone, outs = run_as_mmdet_plugin(
-        dict(type='C3Block', grid_size=grid, reduction=2), input_hw=input_hw)
+        dict(type='C3Block', grid_size=grid, ratio=2), input_hw=input_hw)
     names = [n for n, m in backbone.named_modules()
              if isinstance(m, C3Block)]
     assert len(names) == 3

@@ -653,7 +653,7 @@ def test_c3block_fast_matches_dense(exclude_self):
     tells the two settings apart; the dense path is held to the same
     bound."""
     block = build_from_root(dict(type='C3Block', in_channels=2048,
-                                 grid_size=(3, 4), reduction=4,
+                                 grid_size=(3, 4), ratio=4,
                                  exclude_self=exclude_self,
                                  message_impl='fast'))
     # channel means spread widely, so that each channel's own weight in the
@@ -693,7 +693,7 @@ def test_c3block_fast_matches_dense(exclude_self):
 
 def test_c3block_fast_path_trains():
     block = build_from_root(dict(type='C3Block', in_channels=512,
-                                 grid_size=3, reduction=1,
+                                 grid_size=3, ratio=1,
                                  message_impl='fast', message_tol=1e-4))
     out = block(torch.randn(3, 512, 5, 5))
     out.square().mean().backward()

@@ -12,7 +12,7 @@ from tests._helpers import build_from_root, run_as_mmdet_plugin
 EXTENTS = (2, 4, 8, 'global')
 
 
-def all_configs(in_channels=4, feat_size=(5, 7)):
+def all_configs(in_channels=4, grid_size=(5, 7)):
     """Every option branch of GEBlock, as constructor kwargs."""
     cfgs = []
     for extent in EXTENTS:
@@ -21,7 +21,7 @@ def all_configs(in_channels=4, feat_size=(5, 7)):
         for variant in ('theta', 'theta+'):
             cfg = dict(extent=extent, variant=variant)
             if extent == 'global':
-                cfg['feat_size'] = feat_size
+                cfg['grid_size'] = grid_size
             cfgs.append(cfg)
     return cfgs
 
@@ -160,7 +160,7 @@ def test_every_branch_constructs_and_runs(cfg):
 ])
 def test_parameter_counts(variant, extent, n_convs):
     c = 32
-    kw = dict(feat_size=(3, 4)) if extent == 'global' else {}
+    kw = dict(grid_size=(3, 4)) if extent == 'global' else {}
     block = GEBlock(c, extent=extent, variant=variant, **kw)
     assert len(block.gather_convs) == n_convs == len(block.gather_norms)
     k = 3 * 4 if extent == 'global' else 9
@@ -191,7 +191,7 @@ def test_gather_size_is_ceil_and_output_is_input_size(hw, extent, variant):
     assert block(x).shape == x.shape
 
 
-@pytest.mark.parametrize('cfg', all_configs(in_channels=3, feat_size=(1, 1)),
+@pytest.mark.parametrize('cfg', all_configs(in_channels=3, grid_size=(1, 1)),
                          ids=cfg_id)
 @pytest.mark.parametrize('batch', [1, 2])
 @pytest.mark.parametrize('train', [True, False])
@@ -229,8 +229,8 @@ def test_odd_and_non_square_shapes(shape, train, variant, extent):
 @pytest.mark.parametrize('shape', [(1, 3, 5, 7), (2, 3, 9, 2)])
 @pytest.mark.parametrize('variant', ['theta', 'theta+'])
 @pytest.mark.parametrize('train', [True, False])
-def test_parametric_global_at_feat_size(shape, variant, train):
-    block = GEBlock(3, variant=variant, feat_size=shape[2:]).train(train)
+def test_parametric_global_at_grid_size(shape, variant, train):
+    block = GEBlock(3, variant=variant, grid_size=shape[2:]).train(train)
     x = torch.randn(*shape)
     if train and shape[0] == 1:
         # documented: a 1x1 gather of one sample has no batch statistics
@@ -241,7 +241,7 @@ def test_parametric_global_at_feat_size(shape, variant, train):
     assert block(x).shape == x.shape
 
 
-@pytest.mark.parametrize('cfg', all_configs(in_channels=3, feat_size=(5, 7)),
+@pytest.mark.parametrize('cfg', all_configs(in_channels=3, grid_size=(5, 7)),
                          ids=cfg_id)
 @pytest.mark.parametrize('train', [True, False])
 def test_empty_batch(cfg, train):
@@ -263,12 +263,12 @@ def test_empty_batch(cfg, train):
 # --------------------------------------------------------------------------
 # Values
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize('cfg', all_configs(in_channels=3, feat_size=(5, 7)),
+@pytest.mark.parametrize('cfg', all_configs(in_channels=3, grid_size=(5, 7)),
                          ids=cfg_id)
 @pytest.mark.parametrize('hw', [(5, 7), (8, 3), (1, 1)])
 def test_value_parity_with_float64_reference(cfg, hw):
-    if 'feat_size' in cfg:
-        cfg = dict(cfg, feat_size=hw)
+    if 'grid_size' in cfg:
+        cfg = dict(cfg, grid_size=hw)
     block = GEBlock(3, **cfg).double()
     randomise_norms(block)
     block.eval()
@@ -343,7 +343,7 @@ def test_max_and_avg_pooling_differ(extent):
 def test_parametric_global_gather_is_the_depthwise_conv(variant):
     """The global gather is computed as a weighted sum; it must equal the
     depthwise convolution it stands for, values and gradients."""
-    block = GEBlock(5, variant=variant, feat_size=(3, 4)).double().train()
+    block = GEBlock(5, variant=variant, grid_size=(3, 4)).double().train()
     conv, norm = block.gather_convs[0], block.gather_norms[0]
     x = torch.randn(3, 5, 3, 4, dtype=torch.float64, requires_grad=True)
     g = block.gather(x)
@@ -358,7 +358,7 @@ def test_parametric_global_gather_is_the_depthwise_conv(variant):
 def test_parametric_global_reduces_to_global_average():
     """A depthwise kernel of constant 1/(h*w) and an identity BN turn
     GE-theta (global) into GE-theta- (global, avg)."""
-    block = GEBlock(4, variant='theta', feat_size=(3, 5)).eval()
+    block = GEBlock(4, variant='theta', grid_size=(3, 5)).eval()
     with torch.no_grad():
         block.gather_convs[0].weight.fill_(1.0 / 15)
     bn = block.gather_norms[0]
@@ -391,25 +391,25 @@ def test_extent_one_window_reduces_to_pointwise_gate():
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize('variant', ['theta', 'theta+'])
 def test_parametric_global_rejects_other_sizes(variant):
-    block = GEBlock(4, variant=variant, feat_size=7)
-    assert block.feat_size == (7, 7)
+    block = GEBlock(4, variant=variant, grid_size=7)
+    assert block.grid_size == (7, 7)
     with pytest.raises(ValueError, match=r"GEBlock: variant='theta\+?' with "
-                       r"extent='global' was built for feat_size=\(7, 7\), "
+                       r"extent='global' was built for grid_size=\(7, 7\), "
                        r'got an input of spatial size \(14, 14\)'):
         block(torch.randn(2, 4, 14, 14))
 
 
 def test_parametric_global_resize():
-    block = GEBlock(4, variant='theta', feat_size=(3, 2),
+    block = GEBlock(4, variant='theta', grid_size=(3, 2),
                     size_mismatch='resize').eval()
     randomise_norms(block)
     x = torch.randn(2, 4, 6, 4)
     out = block(x)
     assert out.shape == x.shape
-    # the input is area-resized to feat_size: 2x2 averages here
+    # the input is area-resized to grid_size: 2x2 averages here
     torch.testing.assert_close(block.gather(x),
                                block.gather(nn.functional.avg_pool2d(x, 2)))
-    # inputs already at feat_size are untouched
+    # inputs already at grid_size are untouched
     x3 = torch.randn(2, 4, 3, 2)
     ref = ge_reference(block.double(), x3.double().numpy())
     np.testing.assert_allclose(block(x3.double()).detach().numpy(), ref,
@@ -421,7 +421,7 @@ def test_parametric_global_resize():
 # --------------------------------------------------------------------------
 # Gradients
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize('cfg', all_configs(in_channels=4, feat_size=(9, 7)),
+@pytest.mark.parametrize('cfg', all_configs(in_channels=4, grid_size=(9, 7)),
                          ids=cfg_id)
 def test_gradients_reach_every_parameter_and_input(cfg):
     block = GEBlock(4, ratio=2, **cfg).train()
@@ -442,7 +442,7 @@ def test_gradients_reach_every_parameter_and_input(cfg):
         assert p.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize('cfg', all_configs(in_channels=2, feat_size=(3, 2)),
+@pytest.mark.parametrize('cfg', all_configs(in_channels=2, grid_size=(3, 2)),
                          ids=cfg_id)
 def test_gradcheck(cfg):
     block = GEBlock(2, ratio=1, **cfg).double().train()
@@ -473,19 +473,19 @@ def test_gradcheck(cfg):
     (dict(in_channels=8, extent=2, variant='theta', pooling='max'),
      ValueError, r"GEBlock: pooling='max' only applies to variant='theta-'"),
     (dict(in_channels=8, variant='theta'), ValueError,
-     r"GEBlock: variant='theta' with extent='global' needs feat_size"),
+     r"GEBlock: variant='theta' with extent='global' needs grid_size"),
     (dict(in_channels=8, variant='theta+'), ValueError,
-     r"GEBlock: variant='theta\+' with extent='global' needs feat_size"),
-    (dict(in_channels=8, feat_size=7), ValueError,
-     r'GEBlock: feat_size is only used by .* got feat_size=7'),
-    (dict(in_channels=8, extent=4, variant='theta', feat_size=7), ValueError,
-     r'GEBlock: feat_size is only used by .* extent=4'),
-    (dict(in_channels=8, variant='theta', feat_size=(0, 7)), ValueError,
-     r'GEBlock: feat_size must be a positive int or \(h, w\), got \(0, 7\)'),
-    (dict(in_channels=8, variant='theta', feat_size=(7, 7, 7)), TypeError,
-     r'GEBlock: feat_size must be .* got tuple \(7, 7, 7\)'),
-    (dict(in_channels=8, variant='theta', feat_size='7'), TypeError,
-     r"GEBlock: feat_size must be .* got str '7'"),
+     r"GEBlock: variant='theta\+' with extent='global' needs grid_size"),
+    (dict(in_channels=8, grid_size=7), ValueError,
+     r'GEBlock: grid_size is only used by .* got grid_size=7'),
+    (dict(in_channels=8, extent=4, variant='theta', grid_size=7), ValueError,
+     r'GEBlock: grid_size is only used by .* extent=4'),
+    (dict(in_channels=8, variant='theta', grid_size=(0, 7)), ValueError,
+     r'GEBlock: grid_size must be a positive int or \(h, w\), got \(0, 7\)'),
+    (dict(in_channels=8, variant='theta', grid_size=(7, 7, 7)), TypeError,
+     r'GEBlock: grid_size must be .* got tuple \(7, 7, 7\)'),
+    (dict(in_channels=8, variant='theta', grid_size='7'), TypeError,
+     r"GEBlock: grid_size must be .* got str '7'"),
     (dict(in_channels=8, size_mismatch='crop'), ValueError,
      r"GEBlock: size_mismatch must be one of 'error', 'resize', "
      r"got 'crop'"),
@@ -520,7 +520,7 @@ def test_norm_cfg_is_honoured():
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize('cfg', [dict(extent=4, variant='theta'),
                                  dict(extent=2, variant='theta+'),
-                                 dict(variant='theta+', feat_size=(3, 4))],
+                                 dict(variant='theta+', grid_size=(3, 4))],
                          ids=cfg_id)
 def test_state_dict_round_trip(cfg):
     torch.manual_seed(1)
@@ -554,8 +554,8 @@ def test_builds_by_plain_name():
     dict(type='GEBlock', extent=4, variant='theta'),
     dict(type='GEBlock', extent=8, variant='theta+'),
     # shrunk ResNet-50 on 64x64: stage 4 sees 64 / 32 = 2x2 maps
-    dict(type='GEBlock', variant='theta', feat_size=2),
-    dict(type='GEBlock', variant='theta+', feat_size=(2, 2)),
+    dict(type='GEBlock', variant='theta', grid_size=2),
+    dict(type='GEBlock', variant='theta+', grid_size=(2, 2)),
 ], ids=lambda c: cfg_id({k: v for k, v in c.items() if k != 'type'}) or
    'default')
 def test_as_mmdet_resnet_plugin(block_cfg):

@@ -16,7 +16,7 @@ BLOCKS = {
     'ge-': dict(type='GEBlock', extent=2),
     'ge-theta-2': dict(type='GEBlock', variant='theta', extent=2),
     'ge-theta+global': dict(type='GEBlock', variant='theta+', extent='global',
-                            feat_size=(5, 6), ratio=4),
+                            grid_size=(5, 6), ratio=4),
 }
 
 

@@ -44,6 +44,27 @@ def test_defaults_in_the_table_are_the_constructors(name):
         assert params[option].default == ast.literal_eval(literal), (
             f'{name}.{option}: README says {literal}, the code '
             f'{params[option].default!r}')
-    # options named without a default (`grid_size`, `feat_size`) exist too
+    # options named without a default (`grid_size`) exist too
     for option in re.findall(r'`(\w+)` \(', cell):
         assert option in params, f'{name}: README names unknown {option!r}'
+
+
+@pytest.mark.parametrize('cls,new,old,value,attr', [
+    (C3Block, 'ratio', 'reduction', 4, 4),
+    (GEBlock, 'grid_size', 'feat_size', 5, (5, 5)),
+])
+def test_former_names_still_work_with_a_warning(cls, new, old, value, attr):
+    kwargs = dict(in_channels=8)
+    if cls is C3Block:
+        kwargs['grid_size'] = 4
+    else:
+        kwargs.update(variant='theta', extent='global')
+    with pytest.warns(DeprecationWarning, match=f'{old} is now called {new}'):
+        block = cls(**kwargs, **{old: value})
+    assert getattr(block, new) == attr
+    reference = cls(**kwargs, **{new: value})
+    assert block.state_dict().keys() == reference.state_dict().keys()
+    with pytest.raises(ValueError, match=f'got {new}=.* and its former name '
+                       f'{old}=.*; give {new} only'):
+        bad = dict(kwargs, **{new: 3 if cls is C3Block else (3, 3)})
+        cls(**bad, **{old: value})

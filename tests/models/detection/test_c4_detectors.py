@@ -166,7 +166,7 @@ def test_unknown_block_type_in_a_config_names_it():
 
 @pytest.mark.parametrize('option,error,match', [
     (dict(grid_size=0), ValueError, r'C3Block: grid_size'),
-    (dict(reduction='eight'), TypeError, r'C3Block: reduction'),
+    (dict(ratio='eight'), TypeError, r'C3Block: ratio'),
     (dict(no_such_option=True), TypeError, r'no_such_option'),
 ])
 def test_a_wrong_block_option_surfaces_the_block_error(option, error, match):

@@ -123,7 +123,7 @@ def test_two_plugins_at_one_position_both_get_gradients():
 @pytest.mark.parametrize('host_norm,plugin_norm', [
     ('SyncBN', 'SyncBN'), ('BN', 'SyncBN'), ('SyncBN', 'BN')])
 def test_norm_eval_freezes_every_batch_norm(host_norm, plugin_norm):
-    ge = dict(type='GEBlock', variant='theta+', extent='global', feat_size=7,
+    ge = dict(type='GEBlock', variant='theta+', extent='global', grid_size=7,
               norm_cfg=dict(type=plugin_norm))
     head = build_head(
         norm_cfg=dict(type=host_norm, requires_grad=False),

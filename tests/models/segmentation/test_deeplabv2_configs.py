@@ -111,7 +111,7 @@ def test_blocks_sit_in_stage4_after_conv3(path):
     assert [p.cfg.type for p in plugins] == [expected]
     assert plugins[0].stages == (False, False, False, True)
     assert plugins[0].position == 'after_conv3'
-    for key in ('grid_size', 'feat_size'):
+    for key in ('grid_size', ):
         size = plugins[0].cfg.get(key)
         if size is not None:
             # the stage-4 map of a 321x321 crop (or window): never resized
