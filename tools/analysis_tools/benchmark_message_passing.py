@@ -57,6 +57,9 @@ def parse_args(argv=None):
                         help='find the C where fast starts to win')
     parser.add_argument('--positions', type=int, nargs='+', default=[49],
                         help='P values of --crossover')
+    parser.add_argument('--device', default='cpu',
+                        help="'cpu' (peak = resident memory) or 'cuda' "
+                        '(peak = torch.cuda.max_memory_allocated)')
     parser.add_argument('--json', default='',
                         help='also write the results to this file')
     parser.add_argument('--worker', default='', help=argparse.SUPPRESS)
@@ -86,8 +89,11 @@ def run_worker(spec: dict) -> dict:
     if spec['threads']:
         torch.set_num_threads(spec['threads'])
     n, c, p = spec['shape']
-    z = _make_z(n, c, p, spec['dist'], spec['v_std'])
-    cot = torch.randn(n, c, p, generator=torch.Generator().manual_seed(1))
+    device = torch.device(spec.get('device', 'cpu'))
+    cuda = device.type == 'cuda'
+    z = _make_z(n, c, p, spec['dist'], spec['v_std']).to(device)
+    cot = torch.randn(n, c, p,
+                      generator=torch.Generator().manual_seed(1)).to(device)
     excl = bool(spec['exclude_self'])
     if spec['impl'] == 'dense':
         def call(x):
@@ -111,17 +117,25 @@ def run_worker(spec: dict) -> dict:
     # as peak memory of the measured runs
     with torch.no_grad():
         call(z[:1])
-    base = _rss_bytes()
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if cuda:
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        base = _rss_bytes()
+        peak_before = resource.getrusage(
+            resource.RUSAGE_SELF).ru_maxrss * 1024
     times = []
     for i in range(spec['repeat']):
         t0 = time.perf_counter()
         out, grad = step()
+        if cuda:
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
         if i == 0:
-            peak = resource.getrusage(
-                resource.RUSAGE_SELF).ru_maxrss * 1024
-    peak_extra = max(peak, peak_before) - base
+            peak = (torch.cuda.max_memory_allocated(device) if cuda else
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak_extra = (peak - base if cuda else max(peak, peak_before) - base)
     result = dict(spec, time_ms=1e3 * statistics.median(times),
                   peak_mb=peak_extra / 2**20)
     if spec['impl'] == 'fast' and spec.get('check', True):
@@ -187,7 +201,8 @@ def main_table(args):
                 spec = dict(shape=(n, c, p), impl=impl, mode=mode,
                             dist=args.dist, v_std=args.v_std,
                             exclude_self=args.exclude_self, tol=args.tol,
-                            repeat=args.repeat, threads=args.threads)
+                            repeat=args.repeat, threads=args.threads,
+                            device=args.device)
                 row[impl] = run_case(spec)
                 results.append(row[impl])
             d, f = row.get('dense', {}), row.get('fast', {})
@@ -227,7 +242,7 @@ def main_crossover(args):
                             v_std=args.v_std,
                             exclude_self=args.exclude_self, tol=args.tol,
                             repeat=args.repeat, threads=args.threads,
-                            check=False)
+                            device=args.device, check=False)
                 row[impl] = run_case(spec)
                 results.append(row[impl])
             print(f"| {p} | {c} | "

@@ -484,6 +484,24 @@ def test_gradients_match_reference(dist, exclude_self):
     assert err <= 1e-4 * scale
 
 
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor (in elements) any operation creates."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in (out if isinstance(out, (tuple, list)) else (out, )):
+            if isinstance(t, torch.Tensor):
+                # sparse matrices count their stored entries
+                size = (t.numel() if t.layout == torch.strided else
+                        t._nnz())
+                self.largest = max(self.largest, size)
+        return out
+
+
 def test_fast_path_never_builds_a_channel_by_channel_tensor():
     """No tensor with C * C / 8 or more elements is created, even when all
     channels are within reach of each other (all equal). The largest
@@ -492,25 +510,9 @@ def test_fast_path_never_builds_a_channel_by_channel_tensor():
     c = 4096
     assert fm.TOEPLITZ_MAX_SIZE**2 <= c * c / 16
 
-    class Recorder(TorchDispatchMode):
-
-        def __init__(self):
-            super().__init__()
-            self.largest = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in (out if isinstance(out, (tuple, list)) else (out, )):
-                if isinstance(t, torch.Tensor):
-                    # sparse matrices count their stored entries
-                    size = (t.numel() if t.layout == torch.strided else
-                            t._nnz())
-                    self.largest = max(self.largest, size)
-            return out
-
     for dist in ('all_equal', 'concentrated', 'spread', 'normal2'):
         z = make_z(_distribution(dist, 1, c), 2).requires_grad_(True)
-        rec = Recorder()
+        rec = LargestTensor()
         with rec:
             out = fast_message(z)
             out.sum().backward()
@@ -534,8 +536,9 @@ def test_auto_is_fast_at_2048_and_dense_at_small_c(monkeypatch):
         threshold = fm.fast_min_channels(p, cpu)
         assert choose_message_impl(threshold - 1, p, cpu) == 'dense'
         assert choose_message_impl(threshold, p, cpu) == 'fast'
-    assert fm.fast_min_channels(49, torch.device('cuda')) == 1024
-    assert choose_message_impl(512, 49, torch.device('cuda')) == 'dense'
+    # not measured on CUDA: 'auto' stays dense there, at any size
+    assert fm.fast_min_channels(49, torch.device('cuda')) is None
+    assert choose_message_impl(4096, 49, torch.device('cuda')) == 'dense'
 
     calls = []
     real_fast, real_dense = fm.fast_message, fm.dense_message
@@ -775,3 +778,52 @@ def test_module_level_caches_hold_host_memory_only():
         assert tensor.device.type == 'cpu'
         assert tensor.dtype in (torch.float64, torch.complex128)
     assert translation.matrix is not cached[0]
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+def test_dense_path_in_chunks_is_the_same_message(exclude_self):
+    """Groups beyond ``max_elements`` affinities are processed in chunks
+    (recomputed in the backward pass): same message and gradient as one
+    batch, up to float32 rounding of the same sums."""
+    z = make_z(_distribution('normal2', 6, 64), 5)
+    cot = torch.randn_like(z)
+    results = []
+    for budget in (None, 64 * 64 * 2):  # all at once, two groups at a time
+        zz = z.clone().requires_grad_(True)
+        out = dense_message(zz, exclude_self, 32, max_elements=budget)
+        (out * cot).sum().backward()
+        results.append((out.detach(), zz.grad))
+    bound = 2 * float32_sum_bound(32, float(z.abs().max()))
+    assert (results[0][0] - results[1][0]).abs().max() <= bound
+    # gradients: both against the float64 reference, as elsewhere
+    zr = z.double().requires_grad_(True)
+    (reference_message(zr, exclude_self, 32) * cot.double()).sum().backward()
+    for _, grad in results:
+        err = (grad.double() - zr.grad).abs().max()
+        assert err <= 1e-4 * zr.grad.abs().max()
+
+
+def test_dense_path_memory_is_bounded_in_forward_and_backward():
+    """With a budget of two groups' affinities, no tensor of the forward or
+    the backward pass is larger than that (times the few affinity-sized
+    temporaries of one chunk), whatever the number of groups."""
+    c, groups = 64, 40
+    budget = 2 * c * c
+    z = make_z(_distribution('normal2', groups, c), 3).requires_grad_(True)
+    rec = LargestTensor()
+    with rec:
+        out = dense_message(z, True, None, max_elements=budget)
+        out.sum().backward()
+    assert rec.largest <= budget, rec.largest
+    # and the backward pass keeps no chunk's affinities: what autograd saves
+    # is far less than all groups' C x C matrices
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(t.numel()) or t, lambda t: t):
+        dense_message(z, True, None, max_elements=budget)
+    assert sum(saved) < groups * c * c / 4, sum(saved)
+    # without a budget the whole batch's affinities are one tensor
+    rec = LargestTensor()
+    with rec:
+        dense_message(z.detach(), True, None)
+    assert rec.largest >= groups * c * c

@@ -18,6 +18,11 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+#: Affinities (``groups x C' x C'`` elements) the dense path forms at a time
+#: (2**26: 256 MB in float32); see ``max_elements``.
+DENSE_MAX_ELEMENTS = 1 << 26
 
 
 def _check_group_size(group_size: Optional[int], channels: int) -> int:
@@ -35,7 +40,8 @@ def _check_group_size(group_size: Optional[int], channels: int) -> int:
 
 
 def dense_message(z: Tensor, exclude_self: bool,
-                  group_size: Optional[int]) -> Tensor:
+                  group_size: Optional[int],
+                  max_elements: Optional[int] = None) -> Tensor:
     """Compute the C3 message ``zbar`` from the encoded maps ``z``.
 
     ``zbar_i = sum_j softmax_j(-(v_i - v_j)^2) z_j`` with ``v_i`` the mean of
@@ -58,6 +64,12 @@ def dense_message(z: Tensor, exclude_self: bool,
         group_size (int, optional): Number of consecutive channels that
             communicate with each other; must divide ``C``. None means all
             channels form one group.
+        max_elements (int, optional): Largest number of affinities
+            (``groups x C' x C'``) formed at a time. More groups than fit are
+            processed in chunks, each recomputed in the backward pass, so the
+            memory stays bounded in training too (the C4 head at 2 images x
+            512 RoIs x 2048 channels would otherwise need a 4 GB affinity
+            matrix per 256 RoIs). Defaults to :data:`DENSE_MAX_ELEMENTS`.
 
     Returns:
         Tensor: The message ``zbar``.
@@ -85,17 +97,36 @@ def dense_message(z: Tensor, exclude_self: bool,
     groups = c // cg
     # (N, C, P) -> (N * G, C / G, P): consecutive channels share a group
     zg = z.reshape(n * groups, cg, p)
-    compute_dtype = torch.promote_types(z.dtype, torch.float32)
-    with torch.autocast(device_type=z.device.type, enabled=False):
+    budget = DENSE_MAX_ELEMENTS if max_elements is None else max_elements
+    chunk = max(1, budget // (cg * cg))  # groups whose affinities fit
+    if zg.shape[0] <= chunk:
+        return _dense_groups(zg, exclude_self).reshape(n, c, p)
+    parts = []
+    for start in range(0, zg.shape[0], chunk):
+        part = zg[start:start + chunk]
+        if torch.is_grad_enabled() and part.requires_grad:
+            # recomputed in the backward pass: the saved affinities of one
+            # chunk at a time, not of all of them
+            parts.append(checkpoint(_dense_groups, part, exclude_self,
+                                    use_reentrant=False))
+        else:
+            parts.append(_dense_groups(part, exclude_self))
+    return torch.cat(parts).reshape(n, c, p)
+
+
+def _dense_groups(zg: Tensor, exclude_self: bool) -> Tensor:
+    """The message of every group of ``zg``: (B, C', P) -> (B, C', P)."""
+    cg = zg.shape[1]
+    compute_dtype = torch.promote_types(zg.dtype, torch.float32)
+    with torch.autocast(device_type=zg.device.type, enabled=False):
         v = zg.to(compute_dtype).mean(dim=2)  # (N * G, C / G)
         # (N*G, C/G, 1) - (N*G, 1, C/G) -> (N*G, C/G, C/G); the clamp keeps
         # an overflowing square finite, so a row is never all -inf
         sq_dist = (v.unsqueeze(2) - v.unsqueeze(1)).pow(2)
         scores = -sq_dist.clamp(max=torch.finfo(compute_dtype).max)
         if exclude_self:
-            eye = torch.eye(cg, dtype=torch.bool, device=z.device)
+            eye = torch.eye(cg, dtype=torch.bool, device=zg.device)
             scores = scores.masked_fill(eye, float('-inf'))
         attn = torch.softmax(scores, dim=2)  # rows sum to 1 over j
     # (N*G, C/G, C/G) @ (N*G, C/G, P) -> (N*G, C/G, P)
-    message = torch.bmm(attn.to(z.dtype), zg)
-    return message.reshape(n, c, p)  # (N * G, C / G, P) -> (N, C, P)
+    return torch.bmm(attn.to(zg.dtype), zg)

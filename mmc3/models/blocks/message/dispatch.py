@@ -18,10 +18,12 @@ from .function import _check_args, fast_message
 CPU_CROSSOVER = (525.0, 98.0)
 
 #: Smallest channel count per group from which 'auto' picks the fast path:
-#: ``'cpu'`` is the floor under :data:`CPU_CROSSOVER`; other device types
-#: are not measured, and use a constant chosen where the dense ``C x C``
-#: intermediates of a batch of RoIs start to cost gigabytes.
-FAST_MIN_CHANNELS = {'cpu': 128, 'cuda': 1024}
+#: ``'cpu'`` is the floor under :data:`CPU_CROSSOVER`. Other devices (CUDA)
+#: are not measured: there 'auto' stays dense (whose memory is bounded by
+#: chunking, :data:`.dense.DENSE_MAX_ELEMENTS`) until a measurement says
+#: otherwise; the fast path reads sizes and orders back to the host several
+#: times per call. ``message_impl='fast'`` still runs it anywhere.
+FAST_MIN_CHANNELS = {'cpu': 128}
 
 #: Accepted values of ``impl`` (and of ``C3Block``'s ``message_impl``).
 MESSAGE_IMPLS = ('auto', 'dense', 'fast')
@@ -41,28 +43,32 @@ def choose_message_impl(num_channels: int, num_positions: int,
         str: ``'fast'`` or ``'dense'``.
     """
     threshold = fast_min_channels(num_positions, device)
+    if threshold is None:
+        return 'dense'
     return 'fast' if num_channels >= threshold else 'dense'
 
 
-def fast_min_channels(num_positions: int, device: torch.device) -> int:
+def fast_min_channels(num_positions: int,
+                      device: torch.device) -> Optional[int]:
     """Smallest group size for which 'auto' picks the fast path.
 
     Dense costs ``~ C^2 (P + k)`` per group, fast ``~ C P p`` plus a fixed
     overhead per call, so the break-even ``C`` grows with ``P`` and levels
     off. On the CPU it is ``a P / (P + b)`` (:data:`CPU_CROSSOVER`, measured
     with ``tools/analysis_tools/benchmark_message_passing.py --crossover``),
-    and at least ``FAST_MIN_CHANNELS['cpu']``. Other devices use their
-    constant in :data:`FAST_MIN_CHANNELS` (CUDA's for unknown types).
+    and at least ``FAST_MIN_CHANNELS['cpu']``. A device type without an
+    entry in :data:`FAST_MIN_CHANNELS` (CUDA: not measured) gets None:
+    'auto' is dense there.
 
     Args:
         num_positions (int): Positions per channel ``P``.
         device (torch.device): Where the message is computed.
 
     Returns:
-        int: The threshold ``C``.
+        int or None: The threshold ``C``, or None for "never".
     """
     dev_type = torch.device(device).type
-    floor = FAST_MIN_CHANNELS.get(dev_type, FAST_MIN_CHANNELS['cuda'])
+    floor = FAST_MIN_CHANNELS.get(dev_type)
     if dev_type != 'cpu':
         return floor
     a, b = CPU_CROSSOVER
