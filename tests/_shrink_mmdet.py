@@ -19,8 +19,7 @@ silently half-shrunk.
 import copy
 from typing import Any, List, Optional
 
-import numpy as np
-import torch
+from mmc3.testing import det_fake_batch, drop_pretrained
 
 BASE_CHANNELS = 8
 NECK_CHANNELS = 16
@@ -31,23 +30,6 @@ NUM_SAMPLED_ROIS = 16
 NUM_RPN_SAMPLES = 32
 IMAGE_SHAPES = ((96, 80), (80, 112))  # (h, w) of the two images, non-square
 _BOTTLENECK_DEPTHS = (50, 101, 152)
-
-
-def _drop_pretrained(node: Any) -> None:
-    """Set every ``Pretrained`` init_cfg (and ``pretrained``) to None."""
-    if isinstance(node, dict):
-        init = node.get('init_cfg')
-        inits = init if isinstance(init, (list, tuple)) else [init]
-        if any(isinstance(i, dict) and i.get('type') == 'Pretrained'
-               for i in inits):
-            node['init_cfg'] = None
-        if node.get('pretrained') is not None:
-            node['pretrained'] = None
-        for value in node.values():
-            _drop_pretrained(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _drop_pretrained(value)
 
 
 def _shrink_depth(depth: int) -> int:
@@ -113,7 +95,7 @@ def shrink_config(cfg):
     """Return a shrunk deep copy of an mmdet two-stage detector config."""
     cfg = copy.deepcopy(cfg)
     model = cfg.model
-    _drop_pretrained(model)
+    drop_pretrained(model)
     feats = _shrink_backbone(model['backbone'])
 
     neck = model.get('neck')
@@ -166,37 +148,5 @@ def _with_mask(cfg) -> bool:
 
 def fake_batch(cfg, num_boxes: int = 3) -> dict:
     """Two small uint8 images with random boxes (and box-shaped masks)."""
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-
-    gen = torch.Generator().manual_seed(0)
-    num_classes = _num_classes(cfg)
-    inputs, samples = [], []
-    for idx, (h, w) in enumerate(IMAGE_SHAPES):
-        inputs.append(
-            torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen))
-        sample = DetDataSample(
-            metainfo=dict(
-                img_id=idx,
-                img_shape=(h, w),
-                ori_shape=(h, w),
-                scale_factor=(1.0, 1.0),
-                flip=False))
-        x1 = torch.randint(0, w // 2, (num_boxes, ), generator=gen).float()
-        y1 = torch.randint(0, h // 2, (num_boxes, ), generator=gen).float()
-        bw = torch.randint(16, w // 2, (num_boxes, ), generator=gen).float()
-        bh = torch.randint(16, h // 2, (num_boxes, ), generator=gen).float()
-        boxes = torch.stack([x1, y1, x1 + bw, y1 + bh], dim=1)
-        gt = InstanceData(
-            bboxes=boxes,
-            labels=torch.randint(0, num_classes, (num_boxes, ),
-                                 generator=gen))
-        if _with_mask(cfg):
-            masks = np.zeros((num_boxes, h, w), dtype=np.uint8)
-            for k, (a, b, c, d) in enumerate(boxes.long().tolist()):
-                masks[k, b:d, a:c] = 1
-            gt.masks = BitmapMasks(masks, h, w)
-        sample.gt_instances = gt
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
+    return det_fake_batch(IMAGE_SHAPES, _num_classes(cfg), num_boxes,
+                          with_mask=_with_mask(cfg))

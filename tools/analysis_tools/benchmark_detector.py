@@ -70,62 +70,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _drop_pretrained(node) -> None:
-    """Set every ``Pretrained`` init_cfg to None (no downloads)."""
-    if isinstance(node, dict):
-        init = node.get('init_cfg')
-        inits = init if isinstance(init, (list, tuple)) else [init]
-        if any(isinstance(i, dict) and i.get('type') == 'Pretrained'
-               for i in inits):
-            node['init_cfg'] = None
-        for value in node.values():
-            _drop_pretrained(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _drop_pretrained(value)
-
-
-def _set_key(node, block_type: str, key: str, value) -> int:
-    """Set ``key=value`` in every ``type=block_type`` dict; return count."""
-    count = 0
-    if isinstance(node, dict):
-        if node.get('type') == block_type:
-            node[key] = value
-            count += 1
-        for child in node.values():
-            count += _set_key(child, block_type, key, value)
-    elif isinstance(node, (list, tuple)):
-        for child in node:
-            count += _set_key(child, block_type, key, value)
-    return count
-
-
-def _fake_batch(num_images: int, size: int, num_classes: int) -> dict:
-    import torch
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
-    gen = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for idx in range(num_images):
-        inputs.append(
-            torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
-                          generator=gen))
-        sample = DetDataSample(
-            metainfo=dict(
-                img_id=idx,
-                img_shape=(size, size),
-                ori_shape=(size, size),
-                scale_factor=(1.0, 1.0)))
-        xy = torch.randint(0, size // 2, (4, 2), generator=gen).float()
-        wh = torch.randint(size // 8, size // 2, (4, 2),
-                           generator=gen).float()
-        sample.gt_instances = InstanceData(
-            bboxes=torch.cat([xy, xy + wh], dim=1),
-            labels=torch.randint(0, num_classes, (4, ), generator=gen))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
 def _block_params(model) -> int:
     """Parameters of the plugins of every bottleneck (mmdet plugin names)."""
     total = 0
@@ -143,13 +87,16 @@ def run_worker(config: str, args: argparse.Namespace) -> dict:
     from mmengine.optim import OptimWrapper
     from mmengine.registry import MODELS, DefaultScope
 
+    from mmc3.testing import det_fake_batch, drop_pretrained, set_block_key
+
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = Config.fromfile(config)
-    _drop_pretrained(cfg.model)
+    drop_pretrained(cfg.model)
     cfg.model.train_cfg.rcnn.sampler.num = args.rois
     if args.c3_message_impl:
-        _set_key(cfg.model, 'C3Block', 'message_impl', args.c3_message_impl)
+        set_block_key(cfg.model, 'C3Block', 'message_impl',
+                      args.c3_message_impl)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
     model.init_weights()
@@ -160,7 +107,10 @@ def run_worker(config: str, args: argparse.Namespace) -> dict:
     num_classes = cfg.model.roi_head.bbox_head.num_classes
     times = []
     for i in range(args.warmup + args.iters):
-        data = _fake_batch(args.images, args.size, num_classes)
+        # square images, 4 random boxes of 1/8 to 1/2 of the side each
+        data = det_fake_batch([(args.size, args.size)] * args.images,
+                              num_classes, num_boxes=4,
+                              min_box=args.size // 8)
         start = time.perf_counter()
         model.train_step(data, optim)
         if args.device.startswith('cuda'):

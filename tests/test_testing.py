@@ -1,0 +1,44 @@
+"""mmc3.testing: the helpers the tests and the benchmarks share."""
+import torch
+
+from mmc3.testing import det_fake_batch, drop_pretrained, set_block_key
+
+
+def test_drop_pretrained_everywhere_in_a_tree():
+    cfg = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='x')),
+               heads=[dict(pretrained='y.pth'),
+                      dict(init_cfg=[dict(type='Kaiming'),
+                                     dict(type='Pretrained')])],
+               keep=dict(init_cfg=dict(type='Kaiming')))
+    drop_pretrained(cfg)
+    assert cfg['backbone']['init_cfg'] is None
+    assert cfg['heads'][0]['pretrained'] is None
+    assert cfg['heads'][1]['init_cfg'] is None
+    assert cfg['keep']['init_cfg'] == dict(type='Kaiming')
+
+
+def test_set_block_key_counts_what_it_set():
+    cfg = dict(a=dict(type='C3Block'), b=[dict(type='C3Block'),
+                                          dict(type='SEBlock')])
+    assert set_block_key(cfg, 'C3Block', 'message_impl', 'dense') == 2
+    assert cfg['b'][1] == dict(type='SEBlock')
+    assert cfg['a']['message_impl'] == 'dense'
+
+
+def test_det_fake_batch_boxes_fit_and_repeat():
+    a = det_fake_batch([(40, 64), (64, 48)], num_classes=5, num_boxes=6,
+                       with_mask=True, min_box=8)
+    b = det_fake_batch([(40, 64), (64, 48)], num_classes=5, num_boxes=6,
+                       with_mask=True, min_box=8)
+    for img, sample, again in zip(a['inputs'], a['data_samples'],
+                                  b['data_samples']):
+        h, w = img.shape[1:]
+        boxes = sample.gt_instances.bboxes
+        assert img.dtype == torch.uint8 and sample.img_shape == (h, w)
+        assert (boxes[:, 2:] - boxes[:, :2] >= 8).all()
+        assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+        assert ((sample.gt_instances.labels >= 0) &
+                (sample.gt_instances.labels < 5)).all()
+        masks = sample.gt_instances.masks.to_ndarray()
+        assert masks.shape == (6, h, w) and masks.any(axis=(1, 2)).all()
+        assert torch.equal(boxes, again.gt_instances.bboxes)
