@@ -1,6 +1,6 @@
 """Shrink an mmdet two-stage detector config for CPU tests, and fake a batch.
 
-The config-glob test (``tests/test_configs.py``) dispatches on a config's
+The config-glob test (``tests/configs/test_every_config.py``) dispatches on a config's
 ``default_scope`` to ``tests/_shrink_<scope>.py``; every such module exports
 
 - ``shrink_config(cfg) -> cfg``: a copy whose model builds and runs in about a

@@ -18,7 +18,7 @@ import mmc3  # noqa: F401
 from mmdet.registry import MODELS
 from tests._shrink_mmdet import fake_batch, shrink_config
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / 'configs'
+CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs'
 BLOCKS = {
     'baseline': None,
     'se': 'SEBlock',
@@ -238,7 +238,7 @@ def test_blocks_plug_into_an_unmodified_upstream_config(block_type):
 
 def readme_snippet() -> str:
     """The config snippet under the README's "Adding a block" heading."""
-    readme = Path(__file__).resolve().parents[3] / 'README.md'
+    readme = Path(__file__).resolve().parents[2] / 'README.md'
     text = readme.read_text()
     section = text[text.index('## Adding a block to any mmdet'):]
     start = section.index('```python\n') + len('```python\n')

@@ -21,7 +21,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import (MODELS, TASK_UTILS, WEIGHT_INITIALIZERS,
                                DefaultScope)
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs'
 CONFIGS = sorted(p for p in CONFIG_DIR.rglob('*.py')
                  if '_base_' not in p.relative_to(CONFIG_DIR).parts)
 

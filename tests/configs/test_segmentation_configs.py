@@ -10,8 +10,7 @@ from mmengine.config import Config
 
 from tests._shrink_mmseg import fake_batch, shrink_config
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'deeplabv2_*.py')))
 # which block each config puts in stage 4 (None: the baseline)
 BLOCK_OF = {
