@@ -66,3 +66,16 @@ def float32_sum_bound(terms: int, magnitude: float) -> float:
     nu = terms * FLOAT32_UNIT_ROUNDOFF
     assert nu < 0.1, 'the bound needs n * u << 1'
     return nu / (1 - nu) * magnitude
+
+
+def build_in_scope(scope: str, cfg: dict):
+    """Build ``cfg`` from the registry of codebase ``scope`` ('mmdet',
+    'mmseg') in that scope, as one of its configs does, whatever scope an
+    earlier test left current (mmengine resolves a registry through the
+    current default scope)."""
+    import importlib
+
+    from mmengine.registry import DefaultScope
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(cfg)

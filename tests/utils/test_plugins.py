@@ -5,10 +5,10 @@ import re
 
 import pytest
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 import mmc3  # noqa: F401  (registers the blocks and the hosts)
 from mmc3.utils import check_config_plugins, check_plugins
+from tests._helpers import build_in_scope
 
 STAGE4 = (False, False, False, True)
 SE = dict(type='SEBlock')
@@ -60,20 +60,14 @@ MISTAKES = {
 
 
 def _build_plugin_res_layer(plugins, depth=50):
-    """As an mmdet config builds it (default scope mmdet, whatever an earlier
-    test left as the current scope)."""
-    from mmdet.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.build(dict(type='PluginResLayer', depth=depth,
-                                 base_channels=8, plugins=plugins))
+    return build_in_scope('mmdet', dict(type='PluginResLayer', depth=depth,
+                                        base_channels=8, plugins=plugins))
 
 
 def _build_mmseg(type_, plugins, depth=50):
-    from mmseg.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return MODELS.build(dict(type=type_, depth=depth, base_channels=8,
-                                 stem_channels=8, init_cfg=None,
-                                 plugins=plugins))
+    return build_in_scope('mmseg', dict(type=type_, depth=depth,
+                                        base_channels=8, stem_channels=8,
+                                        init_cfg=None, plugins=plugins))
 
 
 def _via_tools_check(scope, type_, plugins, depth=50):

@@ -7,13 +7,13 @@ import torch.nn.functional as F
 
 import mmc3  # noqa: F401  (registers the head)
 from mmc3.models.segmentation import DeepLabV2Head
+from tests._helpers import build_in_scope
 
 
 def _build_head(in_channels=16, num_classes=5, **kwargs):
-    from mmseg.registry import MODELS
-    return MODELS.build(
-        dict(type='DeepLabV2Head', in_channels=in_channels,
-             num_classes=num_classes, **kwargs))
+    return build_in_scope(
+        'mmseg', dict(type='DeepLabV2Head', in_channels=in_channels,
+                      num_classes=num_classes, **kwargs))
 
 
 def _restated_scores(x, weights, biases, dilations):
@@ -134,11 +134,10 @@ def test_loss_and_predict_through_base_class():
 
 @pytest.mark.parametrize('hw', [(65, 67), (41, 33)])
 def test_scores_at_one_eighth_on_output_stride_8_resnet(hw):
-    from mmseg.registry import MODELS
-    backbone = MODELS.build(
-        dict(type='ChainedPluginResNet', depth=50, base_channels=8,
-             stem_channels=8, deep_stem=True, strides=(1, 2, 1, 1),
-             dilations=(1, 1, 2, 4), out_indices=(3, ), init_cfg=None))
+    backbone = build_in_scope('mmseg', dict(
+        type='ChainedPluginResNet', depth=50, base_channels=8,
+        stem_channels=8, deep_stem=True, strides=(1, 2, 1, 1),
+        dilations=(1, 1, 2, 4), out_indices=(3, ), init_cfg=None))
     head = _build_head(in_channels=256, num_classes=4)
     backbone.eval()
     with torch.no_grad():

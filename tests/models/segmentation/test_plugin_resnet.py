@@ -6,6 +6,7 @@ from torch import nn
 import mmc3  # noqa: F401  (registers the host and the blocks)
 from mmc3.models.segmentation import (ChainedPluginBottleneck,
                                       ChainedPluginResNet)
+from tests._helpers import build_in_scope
 
 
 class _AffineProbe(nn.Module):
@@ -24,12 +25,7 @@ class _AffineProbe(nn.Module):
 
 
 def _mmseg_build(cfg: dict):
-    """Build from mmseg's registry in mmseg's scope, as an mmseg config does
-    (whatever scope an earlier test left current)."""
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return MODELS.build(cfg)
+    return build_in_scope('mmseg', cfg)
 
 
 def _stage4(position, *cfgs):
