@@ -176,6 +176,9 @@ class CEBlock(BaseModule):
         self.fc1 = nn.Linear(in_channels, hidden, bias=False)
         self.ln = nn.LayerNorm(hidden)
         self.fc2 = nn.Linear(hidden, in_channels, bias=False)
+        #: the IR branch's instance gate g in (0, 1), (N, C): a forward hook
+        #: on this module sees it
+        self.gate = nn.Sigmoid()
         # Gate between the branches, lam = sigmoid(theta) = 0.5 at start.
         self.theta = nn.Parameter(torch.zeros(1))
 
@@ -267,7 +270,7 @@ class CEBlock(BaseModule):
 
         # IR branch: gate from the per-sample variances, Eq. 21.
         hidden = self.fc1(sigma2.to(self.fc1.weight.dtype))  # (N, C/r)
-        gate = torch.sigmoid(self.fc2(F.relu(self.ln(hidden))))  # (N, C)
+        gate = self.gate(self.fc2(F.relu(self.ln(hidden))))  # (N, C)
         with torch.autocast(device_type=u.device.type, enabled=False):
             x = u.to(stat_dtype)
             ir = x * (gate.to(stat_dtype) / scale).view(n, c, 1, 1)

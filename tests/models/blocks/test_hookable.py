@@ -34,7 +34,7 @@ def test_every_parameterised_module_is_called(name):
     assert owners or name == 'ge-'  # only the parameter-free GE has none
 
 
-@pytest.mark.parametrize('name', ['se', 'ge-theta+global', 'ge-'])
+@pytest.mark.parametrize('name', ['se', 'ge-theta+global', 'ge-', 'ce'])
 def test_gate_is_a_hookable_module(name):
     block = build_from_root(dict(BLOCKS[name], in_channels=16))
     seen = []
@@ -43,7 +43,8 @@ def test_gate_is_a_hookable_module(name):
     out = block(x)
     (gate, ) = seen
     assert ((gate > 0) & (gate < 1)).all()
-    if gate.shape[2:] == (1, 1):
+    assert gate.shape[:2] == (2, 16)  # a gate per sample and channel
+    if gate.dim() == 4 and gate.shape[2:] == (1, 1):
         torch.testing.assert_close(out, x * gate)
 
 
