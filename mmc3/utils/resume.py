@@ -159,7 +159,9 @@ class RandomStateHook(Hook):
 
     # -- restoring ------------------------------------------------------
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        if not runner._resume:  # load_from: fine-tuning starts afresh
+        # mmengine keeps resume=... as a private attribute; load_from alone
+        # (fine-tuning) starts afresh
+        if not getattr(runner, '_resume', False):
             return
         meta = checkpoint.get('meta', {})
         hook = self._checkpoint_hook(runner)
