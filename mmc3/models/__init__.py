@@ -2,9 +2,10 @@
 
 The blocks need torch and mmengine only. Each host package registers in its
 codebase's registry when that codebase is installed: ``detection`` with
-mmdet, ``segmentation`` with mmseg. A codebase that is absent is skipped
-(an mmpretrain user needs neither); one that is installed but fails to
-import raises its own error.
+mmdet, ``segmentation`` with mmseg, ``classification`` with mmpretrain. A
+codebase that is absent is skipped (an mmpretrain user needs neither mmdet
+nor mmseg); one that is installed but fails to import raises its own
+error.
 """
 import importlib
 import importlib.util
@@ -12,7 +13,11 @@ import importlib.util
 from . import blocks  # noqa: F401
 
 #: host package -> the codebase it extends
-HOST_PACKAGES = {'detection': 'mmdet', 'segmentation': 'mmseg'}
+HOST_PACKAGES = {
+    'detection': 'mmdet',
+    'segmentation': 'mmseg',
+    'classification': 'mmpretrain',
+}
 
 
 def codebase_available(name: str) -> bool:

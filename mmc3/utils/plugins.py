@@ -41,7 +41,10 @@ def check_plugins(plugins: Any,
                   num_stages: int = 4,
                   stage_lengths: Optional[Sequence[int]] = None,
                   scope: Optional[str] = None,
-                  depth: Optional[int] = None) -> Optional[List[dict]]:
+                  depth: Optional[int] = None,
+                  positions: Sequence[str] = PLUGIN_POSITIONS,
+                  unstaged_positions: Sequence[str] = (),
+                  basic_blocks: bool = False) -> Optional[List[dict]]:
     """Validate a ResNet ``plugins`` list; raise a message naming the mistake.
 
     Args:
@@ -56,7 +59,13 @@ def check_plugins(plugins: Any,
             looked up (``'mmdet'``, ``'mmseg'``, ...). Defaults to the
             current default scope.
         depth (int, optional): the ResNet depth; depths 18 and 34
-            (``BasicBlock``) take no plugins.
+            (``BasicBlock``) take no plugins unless ``basic_blocks``.
+        positions (Sequence[str]): the host's valid positions. Defaults to
+            mmdet's bottleneck positions.
+        unstaged_positions (Sequence[str]): positions that exist once per
+            network (after the stem), whose entries take no ``stages``.
+        basic_blocks (bool): whether the host's ``BasicBlock`` takes
+            plugins (mmc3's classification hosts).
 
     Returns:
         list[dict] or None: ``plugins`` as a list (unchanged entries).
@@ -75,7 +84,7 @@ def check_plugins(plugins: Any,
         raise TypeError(f'{host}: plugins must be a list of dicts, got '
                         f'{type(plugins).__name__} {plugins!r}')
     lengths = tuple(stage_lengths or (num_stages, ))
-    if plugins and depth in BASIC_BLOCK_DEPTHS:
+    if plugins and depth in BASIC_BLOCK_DEPTHS and not basic_blocks:
         raise ValueError(
             f'{host}: plugins need a Bottleneck ResNet (depth 50, 101 or '
             f'152); depth={depth} is built from BasicBlocks, which take no '
@@ -120,13 +129,17 @@ def check_plugins(plugins: Any,
                     f'{CUSTOM_IMPORTS_HINT} to the config; otherwise check '
                     'the spelling or import the module that registers it')
         position = plugin['position']
-        if position not in PLUGIN_POSITIONS:
+        if position not in positions:
             raise ValueError(
                 f'{host}: {key}.position must be one of '
-                f'{", ".join(map(repr, PLUGIN_POSITIONS))}, got {position!r}')
+                f'{", ".join(map(repr, positions))}, got {position!r}')
         stages = plugin.get('stages')
         if stages is None:
             continue
+        if position in unstaged_positions:
+            raise ValueError(
+                f'{host}: {key}.stages must not be set for position '
+                f'{position!r} (it exists once per network), got {stages!r}')
         if not isinstance(stages, (list, tuple)) or not all(
                 isinstance(s, bool) for s in stages):
             raise TypeError(f'{host}: {key}.stages must be None or a tuple of '
@@ -151,6 +164,18 @@ def _plugin_hosts(node: Any, key: str) -> Iterator[Tuple[str, dict]]:
             yield from _plugin_hosts(value, f'{key}.{i}')
 
 
+def _host_class(host_type: Any, scope: Optional[str]) -> Any:
+    """The class a host ``type`` names in ``scope`` (None if unknown)."""
+    if not isinstance(host_type, str):
+        return host_type
+    from mmengine.registry import MODELS
+    try:
+        with MODELS.switch_scope_and_registry(scope) as registry:
+            return registry.get(host_type)
+    except KeyError:  # an unknown scope prefix
+        return None
+
+
 def check_config_plugins(cfg: Any) -> Optional[str]:
     """Check every ``plugins`` list in ``cfg.model``; return the first
     problem as a message (``None`` if there is none).
@@ -158,8 +183,10 @@ def check_config_plugins(cfg: Any) -> Optional[str]:
     The message starts with the config key of the host (``model.backbone``)
     and its type, then what :func:`check_plugins` says. The host's
     ``num_stages`` (default 4) gives the length of ``stages``; mmc3's
-    ``PluginResLayer`` RoI head accepts 1 or 4. Block types are looked up in
-    the config's ``default_scope``.
+    ``PluginResLayer`` RoI head accepts 1 or 4. A host class with a
+    ``plugin_check_args(host_cfg)`` classmethod (mmc3's classification
+    hosts) supplies its own positions, stage count and depth rules. Block
+    types are looked up in the config's ``default_scope``.
     """
     model = cfg.get('model') if hasattr(cfg, 'get') else None
     if not isinstance(model, dict):
@@ -170,10 +197,13 @@ def check_config_plugins(cfg: Any) -> Optional[str]:
         name = f'{key} ({host_type})' if host_type else key
         num_stages = host.get('num_stages', 4)
         lengths = (1, 4) if host_type == 'PluginResLayer' else None
+        kwargs = dict(num_stages=num_stages, stage_lengths=lengths,
+                      depth=host.get('depth'))
+        host_cls = _host_class(host_type, scope)
+        if hasattr(host_cls, 'plugin_check_args'):
+            kwargs = host_cls.plugin_check_args(host)
         try:
-            check_plugins(host['plugins'], name, num_stages=num_stages,
-                          stage_lengths=lengths, scope=scope,
-                          depth=host.get('depth'))
+            check_plugins(host['plugins'], name, scope=scope, **kwargs)
         except (TypeError, ValueError, KeyError) as exc:
             return exc.args[0] if exc.args else str(exc)
     return None

@@ -42,6 +42,19 @@ _POOLINGS = ('avg', 'max')
 _SIZE_MISMATCH = ('error', 'resize')
 
 
+def _theta_minus_pool(extent, pooling: str) -> nn.Module:
+    """GE-theta-'s gather: global pooling, or kernel ``2e-1``, stride
+    ``e``, padding ``e-1`` (padding excluded from averages)."""
+    if extent == 'global':
+        return nn.AdaptiveAvgPool2d(1) if pooling == 'avg' \
+            else nn.AdaptiveMaxPool2d(1)
+    e = extent
+    if pooling == 'avg':
+        return nn.AvgPool2d(2 * e - 1, stride=e, padding=e - 1,
+                            count_include_pad=False)
+    return nn.MaxPool2d(2 * e - 1, stride=e, padding=e - 1)
+
+
 @MODELS.register_module()
 class GEBlock(BaseModule):
     """Gather-Excite channel/spatial gate (Hu et al., NeurIPS 2018).
@@ -163,7 +176,11 @@ class GEBlock(BaseModule):
         self.grid_size = (None if grid_size is None else
                           check_size('GEBlock', 'grid_size', grid_size))
 
-        if variant != 'theta-':
+        if variant == 'theta-':
+            #: the parameter-free gather, a module so that hook-based
+            #: counters (thop) and forward hooks see it
+            self.pool = _theta_minus_pool(extent, pooling)
+        else:
             c = in_channels
             if extent == 'global':
                 # one depthwise conv over the whole grid_size map
@@ -189,15 +206,7 @@ class GEBlock(BaseModule):
         """Gather context: ``(N, C, H, W) -> (N, C, ceil(H/e), ceil(W/e))``
         (``(N, C, 1, 1)`` for the global extent)."""
         if self.variant == 'theta-':
-            if self.extent == 'global':
-                if self.pooling == 'avg':
-                    return x.mean(dim=(2, 3), keepdim=True)
-                return x.amax(dim=(2, 3), keepdim=True)
-            e = self.extent
-            if self.pooling == 'avg':
-                return F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1,
-                                    count_include_pad=False)
-            return F.max_pool2d(x, 2 * e - 1, stride=e, padding=e - 1)
+            return self.pool(x)
 
         if self.extent == 'global' and tuple(x.shape[2:]) != self.grid_size:
             if self.size_mismatch == 'error':

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from ._checks import check_int
+from ._checks import check_bool, check_int
 from ._layers import PointwiseConv
 
 
@@ -26,7 +26,7 @@ class SEBlock(BaseModule):
     """Squeeze-and-Excitation channel gate (Hu et al., CVPR 2018).
 
     ``y = x * sigmoid(W2 ReLU(W1 mean_hw(x) + b1) + b2)``, with ``W1``,
-    ``W2`` 1x1 convolutions with bias.
+    ``W2`` 1x1 convolutions, with bias by default.
 
     Shape:
         - Input: ``(N, C, H, W)`` with ``C == in_channels``.
@@ -37,6 +37,12 @@ class SEBlock(BaseModule):
             ``build_plugin_layer`` passes it under this name.
         ratio (int): Reduction ratio ``r`` of the excitation MLP; the hidden
             width is ``max(1, C // r)``. Defaults to 16 (the paper's choice).
+        bias (bool): Whether ``W1`` and ``W2`` have biases ``b1``, ``b2``.
+            Defaults to True (the paper's Eq. 3 writes none; the released
+            SENet models have them). The C3 papers' SE baselines are
+            bias-free: their parameter counts (CIFAR ResNets with
+            ``ratio=8``, ResNeXt-50 + SE at 37.45M) are only reproduced with
+            ``bias=False``.
         init_cfg (dict | list[dict], optional): mmengine initialisation
             config. Defaults to None (PyTorch's default initialisation).
 
@@ -51,15 +57,20 @@ class SEBlock(BaseModule):
     def __init__(self,
                  in_channels: int,
                  ratio: int = 16,
+                 bias: bool = True,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg)
         self.in_channels = check_int('SEBlock', 'in_channels', in_channels)
         self.ratio = check_int('SEBlock', 'ratio', ratio)
+        self.bias = check_bool('SEBlock', 'bias', bias)
         self.hidden_channels = max(1, in_channels // ratio)
+        #: the squeeze, a module so that hook-based counters (thop) and
+        #: forward hooks see it
+        self.squeeze = nn.AdaptiveAvgPool2d(1)
         # the paper's 1x1 convolutions, computed as matrix products on the
         # squeezed (N, C, 1, 1) vector (see mmc3.models.blocks._layers)
-        self.fc1 = PointwiseConv(in_channels, self.hidden_channels)
-        self.fc2 = PointwiseConv(self.hidden_channels, in_channels)
+        self.fc1 = PointwiseConv(in_channels, self.hidden_channels, bias=bias)
+        self.fc2 = PointwiseConv(self.hidden_channels, in_channels, bias=bias)
         #: the excitation in (0, 1), (N, C, 1, 1): a forward hook on this
         #: module sees every channel's gate
         self.gate = nn.Sigmoid()
@@ -70,9 +81,10 @@ class SEBlock(BaseModule):
             raise ValueError(
                 f'SEBlock: expected input of shape (N, {self.in_channels}, '
                 f'H, W), got {tuple(x.shape)}')
-        s = x.mean(dim=(2, 3), keepdim=True)  # (N, C, H, W) -> (N, C, 1, 1)
+        s = self.squeeze(x)  # (N, C, H, W) -> (N, C, 1, 1)
         s = self.fc2(F.relu(self.fc1(s)))  # -> (N, C/r, 1, 1) -> (N, C, 1, 1)
         return x * self.gate(s)  # broadcast over (H, W)
 
     def extra_repr(self) -> str:
-        return f'in_channels={self.in_channels}, ratio={self.ratio}'
+        return (f'in_channels={self.in_channels}, ratio={self.ratio}, '
+                f'bias={self.bias}')

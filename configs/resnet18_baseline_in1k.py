@@ -1,0 +1,12 @@
+# ResNet-18 on ImageNet-1k, no block.
+#
+# Reproduces:
+#   seed 002 ImageNet table, row "ResNet-18": 11.7M params, top-1 err 30.28, top-5 err 10.52
+#
+# Set for 8 GPUs x 32 images (mmpretrain's ResNet recipe; the seeds state none):
+#   bash tools/dist_train.sh configs/resnet18_baseline_in1k.py 8
+_base_ = [
+    './_base_/classification/imagenet_resnet.py',
+    './_base_/classification/imagenet_blocks.py',
+]
+model = dict(backbone=dict(depth=18), head=dict(in_channels=512))

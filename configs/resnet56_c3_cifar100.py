@@ -1,0 +1,14 @@
+# CIFAR ResNet-56 on CIFAR-100, C3 on the stem output and on the outputs of stages 1 and 2 (grids 16/16/8, k = 8;
+#   released-code settings: message includes j = i, ReLU after the residual sum).
+#
+# Reproduces:
+#   seed 002 CIFAR-100 table, row "ResNet-56 + C3": 0.93M params, 132.5M FLOPs, top-1 acc 72.27
+#   seed 002 Model Size table, row "ResNet-56 + C3": 0.93M params
+#
+# Set for 1 GPU x 128 images (released C3 recipe, _base_/classification/cifar100_resnet.py):
+#   python tools/train.py configs/resnet56_c3_cifar100.py
+_base_ = [
+    './_base_/classification/cifar100_resnet.py',
+    './_base_/classification/cifar_blocks.py',
+]
+model = dict(backbone=dict(depth=56, plugins=_base_.c3_cifar_plugins))

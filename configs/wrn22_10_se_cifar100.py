@@ -1,0 +1,23 @@
+# Wide-ResNet WRN-22-10 (the released code's "20": 3 blocks per stage, widths 160/320/640) on CIFAR-100,
+# SE (reduction 8, no bias) after the last BN of every BasicBlock.
+#
+# Reproduces:
+#   seed 001 Table 1: CIFAR-100, row "Wide-ResNet + SE": 27.3M params, 3.84G FLOPs, top-1 acc 78.57
+#   seed 002 CIFAR-100 table, row "Wide-ResNet + SE": 27.26M params, 3.84G FLOPs, top-1 acc 78.57
+#
+# Set for 1 GPU x 128 images (released C3 recipe, _base_/classification/cifar100_resnet.py):
+#   python tools/train.py configs/wrn22_10_se_cifar100.py
+_base_ = [
+    './_base_/classification/cifar100_resnet.py',
+    './_base_/classification/cifar_blocks.py',
+]
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='CifarWideResNet',
+        depth=22,
+        widen_factor=10,
+        out_indices=(2, ),
+        plugins=_base_.se_cifar_plugins,
+    ),
+    head=dict(in_channels=640))
