@@ -3,8 +3,9 @@
 # synthetic VOC-format dataset, train the baseline and C3 variants of the
 # shrunk Faster R-CNN R-101 C4 detector with the real distributed launcher
 # (2 processes: gloo on a CPU, nccl on GPUs), the same for the shrunk
-# DeepLab-v2 baseline and C3 segmenters, evaluate each checkpoint with the
-# upstream metrics (VOC mAP, mIoU) and print a table (variant, metric, train
+# DeepLab-v2 baseline and C3 segmenters and the CIFAR ResNet-20 baseline and
+# C3 classifiers on scikit-learn's real handwritten digits, evaluate each checkpoint with the
+# upstream metrics (VOC mAP, mIoU, top-1 accuracy) and print a table (variant, metric, train
 # time, params).
 #
 #   bash tools/quickstart.sh
@@ -28,6 +29,8 @@ VARIANTS=(
     "c3       configs/quickstart/faster_rcnn_r50w16_c3_voc0712_synthetic.py       pascal_voc/mAP"
     "seg_baseline configs/quickstart/deeplabv2_r50w8_baseline_voc12_synthetic.py  mIoU"
     "seg_c3       configs/quickstart/deeplabv2_r50w8_c3_voc12_synthetic.py        mIoU"
+    "cls_baseline configs/quickstart/resnet20_baseline_digits.py                  accuracy/top1"
+    "cls_c3       configs/quickstart/resnet20_c3_digits.py                        accuracy/top1"
 )
 
 GPUS=${QUICKSTART_GPUS:-2}
@@ -47,6 +50,11 @@ if [ ! -f "$DATA/VOCdevkit/VOC2007/ImageSets/Main/test.txt" ]; then
     say "generating the synthetic dataset in $DATA"
     "$PYTHON" tools/misc/generate_synthetic_data.py --out "$DATA" \
         --num-train 200 --num-val 50 --size 160 128 --seed 0 --formats voc
+fi
+
+if [ ! -d "$DATA/digits/test" ]; then
+    say "writing scikit-learn's digits as an image folder in $DATA/digits"
+    "$PYTHON" tools/misc/prepare_digits.py --out "$DATA/digits"
 fi
 
 extra=()
@@ -76,7 +84,7 @@ for row in "${VARIANTS[@]}"; do
     fi
     say "$name trained in ${seconds}s; evaluating $ckpt (log: $work/test.log)"
     bash tools/dist_test.sh "$config" "$ckpt" "$GPUS" --work-dir "$work/test" \
-        2>&1 | tee "$work/test.log" | grep --line-buffered -E 'Iter\(test\) \[[0-9]+/[0-9]+\] .*(mAP|mIoU)|Error|error:' || true
+        2>&1 | tee "$work/test.log" | grep --line-buffered -E 'Iter\(test\) \[[0-9]+/[0-9]+\] .*(mAP|mIoU|accuracy)|Error|error:' || true
     rows+=("$name" "$config" "$metric" "$work/test" "$seconds")
 done
 

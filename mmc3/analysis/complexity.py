@@ -44,7 +44,7 @@ def input_shape(cfg) -> Tuple[int, int, int]:
 
 def build_model(cfg) -> nn.Module:
     """The config's model, built in its scope without downloads, in eval
-    mode with its weights initialised."""
+    mode (weights as constructed: counts do not depend on them)."""
     from mmengine.registry import MODELS, DefaultScope
 
     import mmc3  # noqa: F401  (registers the hosts and blocks)
@@ -55,7 +55,6 @@ def build_model(cfg) -> nn.Module:
     with DefaultScope.overwrite_default_scope(scope):
         with MODELS.switch_scope_and_registry(scope) as registry:
             model = registry.build(model_cfg)
-    model.init_weights()
     return model.eval()
 
 

@@ -179,6 +179,12 @@ class _PluginHost:
         super()._freeze_stages()
         self._freeze_plugins()
 
+    def train(self, mode: bool = True):
+        """Upstream's ``train`` (freezing, ``norm_eval``), returning the
+        module as ``nn.Module.train`` does (mmpretrain's returns None)."""
+        super().train(mode)
+        return self
+
     # -- forward -----------------------------------------------------------
     def _run_stages(self, x: Tensor, layer_names: Sequence[str]) -> tuple:
         x = self.after_stem_plugins(x)
