@@ -203,3 +203,21 @@ def test_as_mmdet_resnet_plugin():
     # base_channels=8: stage 4 bottlenecks output 8 * 8 * 4 = 256 channels
     assert stage4[0].se_block.in_channels == 256
     assert stage4[0].se_block.hidden_channels == 16
+
+
+def test_bias_free_variant():
+    """``bias=False``: no biases, ``C^2 / r * 2`` parameters, and the value
+    ``x * sigmoid(W2 relu(W1 mean(x)))`` restated in float64."""
+    from mmc3.models.blocks import SEBlock
+    block = SEBlock(16, ratio=8, bias=False)
+    assert block.fc1.bias is None and block.fc2.bias is None
+    assert sum(p.numel() for p in block.parameters()) == 2 * 16 * 2
+    x = torch.randn(2, 16, 5, 5)
+    w1 = block.fc1.weight.double().flatten(1)
+    w2 = block.fc2.weight.double().flatten(1)
+    s = x.double().mean((2, 3))
+    expected = x.double() * torch.sigmoid(
+        torch.relu(s @ w1.T) @ w2.T)[:, :, None, None]
+    assert torch.allclose(block(x).double(), expected, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match=r'SEBlock: bias must be a bool'):
+        SEBlock(16, bias=1)
