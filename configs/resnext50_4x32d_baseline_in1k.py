@@ -8,12 +8,6 @@
 # Set for 8 GPUs x 32 images (mmpretrain's ResNet recipe; the seeds state none):
 #   bash tools/dist_train.sh configs/resnext50_4x32d_baseline_in1k.py 8
 _base_ = [
-    './_base_/classification/imagenet_resnet.py',
+    './_base_/classification/imagenet_resnext50_4x32d.py',
     './_base_/classification/imagenet_blocks.py',
 ]
-model = dict(
-    backbone=dict(
-        type='PluginResNeXt',
-        depth=50,
-        groups=4,
-        width_per_group=32))

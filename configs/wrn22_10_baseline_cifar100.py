@@ -8,15 +8,6 @@
 # Set for 1 GPU x 128 images (released C3 recipe, _base_/classification/cifar100_resnet.py):
 #   python tools/train.py configs/wrn22_10_baseline_cifar100.py
 _base_ = [
-    './_base_/classification/cifar100_resnet.py',
+    './_base_/classification/cifar100_wrn22_10.py',
     './_base_/classification/cifar_blocks.py',
 ]
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='CifarWideResNet',
-        depth=22,
-        widen_factor=10,
-        out_indices=(2, ),
-    ),
-    head=dict(in_channels=640))

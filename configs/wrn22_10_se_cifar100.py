@@ -8,16 +8,7 @@
 # Set for 1 GPU x 128 images (released C3 recipe, _base_/classification/cifar100_resnet.py):
 #   python tools/train.py configs/wrn22_10_se_cifar100.py
 _base_ = [
-    './_base_/classification/cifar100_resnet.py',
+    './_base_/classification/cifar100_wrn22_10.py',
     './_base_/classification/cifar_blocks.py',
 ]
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='CifarWideResNet',
-        depth=22,
-        widen_factor=10,
-        out_indices=(2, ),
-        plugins=_base_.se_cifar_plugins,
-    ),
-    head=dict(in_channels=640))
+model = dict(backbone=dict(plugins=_base_.se_cifar_plugins))
