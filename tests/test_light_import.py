@@ -40,8 +40,11 @@ def test_blocks_import_and_run_without_the_codebases():
 
 def test_installed_codebases_register_their_hosts():
     import mmc3
-    assert mmc3.models.registered_hosts == ['detection', 'segmentation']
+    assert mmc3.models.registered_hosts == ['detection', 'segmentation',
+                                            'classification']
     from mmdet.registry import MODELS as MMDET
+    from mmpretrain.registry import MODELS as MMPRETRAIN
     from mmseg.registry import MODELS as MMSEG
+    assert MMPRETRAIN.get('CifarResNet') is not None
     assert MMDET.get('PluginResLayer') is not None
     assert MMSEG.get('ChainedPluginResNetV1c') is not None

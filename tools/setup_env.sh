@@ -89,6 +89,7 @@ else
     say "installing mmcv, mmengine, mmdet, mmsegmentation, mmpretrain and test tools"
     quiet_pip install -q "$wheel" -r "$ROOT/requirements/mminstall.txt" \
         -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+        -r "$ROOT/requirements/tools.txt" \
         -r "$ROOT/requirements/build.txt" $TORCH_SPEC
     echo "$STAMP" > "$VENV/.mmc3-stamp"
 fi

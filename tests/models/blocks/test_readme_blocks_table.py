@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mmc3.models.blocks import C3Block, CEBlock, GEBlock, SEBlock
+from mmc3.models.blocks import C3Block, CEBlock, ConvPairBlock, GEBlock, SEBlock
 
 README = Path(__file__).resolve().parents[3] / 'README.md'
 BLOCKS = dict(C3Block=C3Block, SEBlock=SEBlock, CEBlock=CEBlock,
-              GEBlock=GEBlock)
+              GEBlock=GEBlock, ConvPairBlock=ConvPairBlock)
 
 
 def _table_rows() -> dict:
