@@ -32,6 +32,32 @@ from mmpretrain.models.backbones.resnext import \
 from torch import Tensor
 
 
+def build_plugins(entries: List[dict], in_channels: int,
+                  owner: str) -> List[tuple]:
+    """``(name, layer)`` for each plugin entry, ``in_channels`` injected,
+    named ``_abbr_ + postfix``; two equal names are refused."""
+    built: List[tuple] = []
+    for plugin in entries:
+        cfg = dict(plugin['cfg'])
+        postfix = cfg.pop('postfix', '')
+        name, layer = build_plugin_layer(cfg, postfix=postfix,
+                                         in_channels=in_channels)
+        if name in (n for n, _ in built):
+            raise ValueError(
+                f'{owner}: two plugins at one position are both named '
+                f'{name!r}; give them distinct cfg.postfix values')
+        built.append((name, layer))
+    return built
+
+
+def run_checkpointed(module, inner, x: Tensor) -> Tensor:
+    """``inner(x)``, under activation checkpointing if ``module.with_cp``
+    and ``x`` needs a gradient (as the upstream blocks do)."""
+    if module.with_cp and x.requires_grad:
+        return cp.checkpoint(inner, x, use_reentrant=False)
+    return inner(x)
+
+
 class _BlockPlugins:
     """Builds the plugins of a block and applies those of one position."""
 
@@ -44,24 +70,24 @@ class _BlockPlugins:
     def _build_plugins(self, plugins: Optional[List[dict]]) -> None:
         self.plugin_names: Dict[str, List[str]] = {
             position: [] for position in self.positions}
+        owner = type(self).__name__
         for plugin in plugins or []:
             position = plugin['position']
             if position not in self.plugin_names:
                 raise ValueError(
-                    f'{type(self).__name__}: plugin position {position!r} '
-                    f'does not exist in this block; valid positions: '
+                    f'{owner}: plugin position {position!r} does not exist '
+                    f'in this block; valid positions: '
                     f'{", ".join(map(repr, self.positions))}')
-            cfg = dict(plugin['cfg'])
-            postfix = cfg.pop('postfix', '')
-            name, layer = build_plugin_layer(
-                cfg, postfix=postfix,
-                in_channels=self.position_channels(position))
-            if hasattr(self, name):
-                raise ValueError(
-                    f'{type(self).__name__}: two plugins are both named '
-                    f'{name!r}; give them distinct cfg.postfix values')
-            self.add_module(name, layer)
-            self.plugin_names[position].append(name)
+        for position in self.positions:
+            entries = [p for p in plugins or [] if p['position'] == position]
+            for name, layer in build_plugins(
+                    entries, self.position_channels(position), owner):
+                if hasattr(self, name):
+                    raise ValueError(
+                        f'{owner}: two plugins are both named {name!r}; give '
+                        'them distinct cfg.postfix values')
+                self.add_module(name, layer)
+                self.plugin_names[position].append(name)
 
     def forward_plugins(self, x: Tensor, position: str) -> Tensor:
         """Apply the plugins at ``position`` one after the other."""
@@ -95,11 +121,7 @@ class PluginBasicBlock(_BlockPlugins, BasicBlock):
             out = self.forward_plugins(out, 'after_conv2')
             return self.drop_path(out) + identity
 
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        else:
-            out = _inner_forward(x)
-        return self.relu(out)
+        return self.relu(run_checkpointed(self, _inner_forward, x))
 
 
 class _PluginBottleneckForward(_BlockPlugins):
@@ -128,11 +150,7 @@ class _PluginBottleneckForward(_BlockPlugins):
             out = self.forward_plugins(out, 'after_conv3')
             return self.drop_path(out) + identity
 
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        else:
-            out = _inner_forward(x)
-        return self.relu(out)
+        return self.relu(run_checkpointed(self, _inner_forward, x))
 
 
 class PluginBottleneck(_PluginBottleneckForward, Bottleneck):
@@ -191,6 +209,4 @@ class PluginInvertedResidual(_BlockPlugins, InvertedResidual):
             out = self._residual_branch(x)
             return x + out if self.use_res_connect else out
 
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        return _inner_forward(x)
+        return run_checkpointed(self, _inner_forward, x)

@@ -38,7 +38,6 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
 import torch.nn as nn
-from mmcv.cnn import build_plugin_layer
 from mmpretrain.models.backbones.mobilenet_v2 import MobileNetV2
 from mmpretrain.models.backbones.resnet import BasicBlock, ResNet
 from mmpretrain.models.backbones.resnet_cifar import ResNet_CIFAR
@@ -47,7 +46,7 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from ...utils.plugins import check_plugins
-from .blocks import PLUGIN_BLOCKS, PluginInvertedResidual
+from .blocks import PLUGIN_BLOCKS, PluginInvertedResidual, build_plugins
 
 #: positions outside the blocks
 HOST_POSITIONS = ('after_stem_norm', 'after_stem', 'after_stage')
@@ -58,18 +57,8 @@ RESNET_BLOCK_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
 def _build_sequence(entries: List[dict], in_channels: int,
                     owner: str) -> nn.Sequential:
     """The plugins ``entries`` at one place, chained, as a Sequential."""
-    layers = OrderedDict()
-    for plugin in entries:
-        cfg = dict(plugin['cfg'])
-        postfix = cfg.pop('postfix', '')
-        name, layer = build_plugin_layer(cfg, postfix=postfix,
-                                         in_channels=in_channels)
-        if name in layers:
-            raise ValueError(
-                f'{owner}: two plugins at one position are both named '
-                f'{name!r}; give them distinct cfg.postfix values')
-        layers[name] = layer
-    return nn.Sequential(layers)
+    return nn.Sequential(OrderedDict(build_plugins(entries, in_channels,
+                                                   owner)))
 
 
 def _freeze(module: nn.Module) -> None:

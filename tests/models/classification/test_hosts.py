@@ -359,3 +359,20 @@ def test_config_check_uses_the_host_rules():
     assert 'stages must have 3 entries' in message
     cfg.model.backbone.plugins = [affine('after_stage', (True, False, False))]
     assert check_config_plugins(cfg) is None
+
+
+def test_with_cp_gives_the_same_gradients():
+    """Activation checkpointing (``with_cp``) changes memory, not values."""
+    torch.manual_seed(0)
+    plugins = [affine('after_conv2', scale=2.0)]
+    plain = CifarResNet(depth=20, plugins=plugins)
+    cp_net = CifarResNet(depth=20, plugins=plugins, with_cp=True)
+    cp_net.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for net in (plain, cp_net):
+        net.zero_grad()
+        net(x)[0].square().sum().backward()
+        grads.append(net.layer1[0].conv1.weight.grad.clone())
+    scale = grads[0].abs().max().item()
+    assert (grads[0] - grads[1]).abs().max().item() <= 1e-5 * scale
