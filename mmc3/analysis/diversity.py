@@ -190,3 +190,18 @@ class DiversityRecorder:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def diversity_at(model: nn.Module, points: Sequence[str], run,
+                 rtol: float = 1e-6) -> Dict[str, Tensor]:
+    """:func:`channel_diversity` of every image at each point (see
+    :mod:`mmc3.analysis.points`) while ``run()`` runs the model.
+
+    Returns:
+        dict: ``{point: (num_images,) float tensor}``.
+    """
+    from .points import collect
+    per_call = collect(model, points, lambda x: channel_diversity(x, rtol),
+                       run)
+    return {p: torch.cat(v) if v else torch.zeros(0)
+            for p, v in per_call.items()}

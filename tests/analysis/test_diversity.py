@@ -192,3 +192,28 @@ def test_recorder_with_other_types_and_errors():
     with pytest.raises(TypeError, match=r'DiversityRecorder: model must be an'
                        r' nn.Module, got int'):
         DiversityRecorder(3)
+
+
+def test_identical_channels_give_1_and_orthogonal_zero_mean_give_0():
+    base = torch.tensor([1.0, -2.0, 0.5, 3.0, -2.5], dtype=torch.float64)
+    same = torch.stack([base, base, 2 * base, -base])[None]  # |c_ij| = 1
+    assert channel_diversity(same).item() == pytest.approx(1.0, abs=1e-12)
+    # rows of a Hadamard matrix without the constant one: zero-mean and
+    # orthogonal, so c_ij = 0 off the diagonal and d = C / C^2
+    h = torch.tensor([[1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]],
+                     dtype=torch.float64)[None]
+    assert channel_diversity(h).item() == pytest.approx(1 / 3, abs=1e-12)
+
+
+def test_diversity_at_points_in_forward_order():
+    from mmc3.analysis import diversity_at
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 1))
+    x = torch.randn(2, 3, 6, 6)
+    values = diversity_at(model, ['2', '0:input', '1'],
+                          lambda: (model(x), model(x[:1])))
+    assert list(values) == ['0:input', '1', '2']  # the order they ran in
+    assert values['0:input'].shape == (3, )
+    torch.testing.assert_close(values['0:input'][:2], channel_diversity(x))
+    torch.testing.assert_close(values['2'][:2],
+                               channel_diversity(model(x).detach()))
