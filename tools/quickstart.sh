@@ -31,6 +31,7 @@ VARIANTS=(
     "seg_c3       configs/quickstart/deeplabv2_r50w8_c3_voc12_synthetic.py        mIoU"
     "cls_baseline configs/quickstart/resnet20_baseline_digits.py                  accuracy/top1"
     "cls_c3       configs/quickstart/resnet20_c3_digits.py                        accuracy/top1"
+    "cls_se       configs/quickstart/resnet20_se_digits.py                        accuracy/top1"
 )
 
 GPUS=${QUICKSTART_GPUS:-2}
