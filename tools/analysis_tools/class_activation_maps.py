@@ -14,7 +14,8 @@ rounding because the two are the same sum.
         --checkpoint work_dirs/quickstart/cls_c3/iter_400.pth \\
         --label baseline --label c3 --out-dir work_dirs/analysis/cam
 
-Writes cam.json, cam.png (a row per image: the input, then each model's CAM
+Writes cam.json, cam.png (a row per image, --num-show images spread evenly
+over the data: the input, then each model's CAM
 over it, Figs. 1-2) and cam_topk.png (per image and model, the maps
 w_ck A_k of the --topk channels with the largest contribution
 w_ck mean(A_k) to the class score, Fig. 3). Images are shown with their
@@ -67,6 +68,11 @@ def main(argv=None):
         except ValueError as err:
             common.fail(f'[{entry.label}] {err}')
     raw = common.data(args, entries[0])
+    # images drawn: spread evenly over the data (test sets are often sorted
+    # by class)
+    total = sum(len(item['inputs']) for item in raw)
+    picks = sorted({i * total // args.num_show
+                    for i in range(min(args.num_show, total))})
     shown = {}
     numbers = {}
     for entry in entries:
@@ -74,6 +80,7 @@ def main(argv=None):
         fc = linear_head(model)
         batches = preprocess(model, raw)
         rows, residual, correct, count = [], 0.0, 0, 0
+        row_of = {index: row for row, index in enumerate(picks)}
         with torch.no_grad():
             for batch in batches:
                 feats = last_features(model, batch.inputs)
@@ -90,15 +97,18 @@ def main(argv=None):
                     (cam.mean(dim=(1, 2)) + bias - logit).abs().max()))
                 index, maps = top_channels(feats, fc.weight, cls, args.topk)
                 for i in range(len(gt)):
-                    if len(rows) < args.num_show:
-                        shown.setdefault(len(rows), {})['image'] = \
-                            batch.images[i].flip(0).permute(1, 2, 0).numpy()
-                        shown[len(rows)][entry.label] = dict(
-                            cam=cam[i].cpu().numpy(), maps=maps[i].cpu(),
-                            index=index[i].tolist(), cls=int(cls[i]),
-                            gt=int(gt[i]))
-                        rows.append(dict(gt=int(gt[i]), pred=int(pred[i]),
-                                         top_channels=index[i].tolist()))
+                    row = row_of.get(count + i)
+                    if row is None:
+                        continue
+                    shown.setdefault(row, {})['image'] = \
+                        batch.images[i].flip(0).permute(1, 2, 0).numpy()
+                    shown[row][entry.label] = dict(
+                        cam=cam[i].cpu().numpy(), maps=maps[i].cpu(),
+                        index=index[i].tolist(), cls=int(cls[i]),
+                        gt=int(gt[i]))
+                    rows.append(dict(image=count + i, gt=int(gt[i]),
+                                     pred=int(pred[i]),
+                                     top_channels=index[i].tolist()))
                 correct += int((pred == gt).sum())
                 count += len(gt)
         numbers[entry.label] = dict(
