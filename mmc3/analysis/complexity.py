@@ -45,17 +45,8 @@ def input_shape(cfg) -> Tuple[int, int, int]:
 def build_model(cfg) -> nn.Module:
     """The config's model, built in its scope without downloads, in eval
     mode (weights as constructed: counts do not depend on them)."""
-    from mmengine.registry import MODELS, DefaultScope
-
-    import mmc3  # noqa: F401  (registers the hosts and blocks)
-    from mmc3.testing import drop_pretrained
-    model_cfg = copy.deepcopy(cfg.model)
-    drop_pretrained(model_cfg)
-    scope = cfg.get('default_scope')
-    with DefaultScope.overwrite_default_scope(scope):
-        with MODELS.switch_scope_and_registry(scope) as registry:
-            model = registry.build(model_cfg)
-    return model.eval()
+    from .runs import load_model
+    return load_model(cfg)
 
 
 @contextlib.contextmanager

@@ -201,3 +201,40 @@ def test_label_free_tools_on_detection_and_segmentation(
         assert 0 <= r['inhibited']['all'] <= 1
         assert 0 <= r['beta_nonpositive']['all'] <= 1
         check_png(tmp_path / 'inhibited.png')
+
+
+def _cuda():
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason='needs CUDA (--device cuda)')
+@pytest.mark.parametrize('name,out', [('class_activation_maps', 'cam.json'),
+                                      ('channel_ablation', 'ablation.json'),
+                                      ('feature_importance',
+                                       'importance.json')])
+def test_cuda_gives_the_cpu_numbers(cls, tmp_path, name, out):
+    args = pair(cls) if name != 'feature_importance' else [
+        cls['se'][0], '--checkpoint', cls['se'][1], '--label', 'se']
+    results = {}
+    for device in ('cpu', 'cuda'):
+        tool(name, *args, '--device', device, '--out-dir', tmp_path / device)
+        results[device] = json.loads((tmp_path / device / out).read_text())
+    # float32 on another device may flip a near-tie: at most one image
+    one_image = 100 / NUM_IMAGES + 1e-9
+    if name == 'class_activation_maps':
+        for label, r in results['cpu']['cam'].items():
+            assert abs(r['top1'] - results['cuda']['cam'][label]['top1']) \
+                <= one_image
+    else:
+        assert _numbers(results['cpu']['top1']) == pytest.approx(
+            _numbers(results['cuda']['top1']), abs=one_image)
+
+
+def _numbers(tree):
+    """Every float of a JSON tree, in order."""
+    if isinstance(tree, dict):
+        return [v for k in sorted(tree) for v in _numbers(tree[k])]
+    if isinstance(tree, list):
+        return [v for item in tree for v in _numbers(item)]
+    return [tree] if isinstance(tree, float) else []
