@@ -3,10 +3,10 @@
 # synthetic VOC-format dataset, train the baseline and C3 variants of the
 # shrunk Faster R-CNN R-101 C4 detector with the real distributed launcher
 # (2 processes: gloo on a CPU, nccl on GPUs), the same for the shrunk
-# DeepLab-v2 baseline and C3 segmenters and the CIFAR ResNet-20 baseline and
-# C3 classifiers on scikit-learn's real handwritten digits, evaluate each checkpoint with the
-# upstream metrics (VOC mAP, mIoU, top-1 accuracy) and print a table (variant, metric, train
-# time, params).
+# DeepLab-v2 baseline and C3 segmenters and the CIFAR ResNet-20 baseline, C3
+# and SE classifiers on scikit-learn's real handwritten digits, evaluate each
+# checkpoint with the upstream metrics (VOC mAP, mIoU, top-1 accuracy) and
+# print a table (variant, metric, train time, params).
 #
 #   bash tools/quickstart.sh
 #

@@ -76,7 +76,9 @@ def main(argv=None):
                     f'(all: {100 * r[key]["all"]:.1f}%)')
     axes[0].set_ylabel('BN beta <= 0 (%)')
     axes[1].set_ylabel(f'inhibited, mean <= {args.threshold:g} (%)')
-    axes[1].set_xlabel('BN layer (forward order of definition)')
+    axes[1].set_xlabel('BN layer (in order of definition)')
+    from matplotlib.ticker import MaxNLocator
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes:
         ax.legend(fontsize=7)
     common.save_figure(args, fig, 'inhibited.png')
