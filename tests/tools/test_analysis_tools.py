@@ -17,10 +17,11 @@ NUM_IMAGES = 12  # 3 classes x 4 images
 
 @pytest.fixture(scope='module')
 def cls(tmp_path_factory):
-    """{variant: (config, checkpoint)} for baseline, c3 and se."""
+    """{variant: (config, checkpoint)} for baseline, c3 and se, and the
+    image folder under 'root'."""
     tmp = tmp_path_factory.mktemp('analysis_cls')
     root = data.image_folder(tmp / 'images')
-    out = {}
+    out = dict(root=root)
     for seed, variant in enumerate(('baseline', 'c3', 'se')):
         cfg = data.config(tmp / f'{variant}.py', variant, root)
         out[variant] = (cfg, data.checkpoint(cfg, tmp / f'{variant}.pth',
@@ -143,6 +144,26 @@ def test_inhibited_channels_and_bn_biases(cls, tmp_path):
     check_png(tmp_path / 'inhibited.png')
 
 
+def test_selectivity_warns_where_block_outputs_are_linear(cls, tmp_path):
+    # MobileNetV2's blocks end in a linear bottleneck (no ReLU)
+    config = tmp_path / 'mobilenet.py'
+    config.write_text(f'''
+_base_ = [{osp.join(ROOT, "configs", "mobilenet_v2_ce_in1k.py")!r}]
+test_dataloader = dict(batch_size=4, dataset=dict(
+    _delete_=True, type='CustomDataset', data_root={cls["root"]!r},
+    data_prefix='test', pipeline=[dict(type='LoadImageFromFile'),
+                                  dict(type='PackInputs')]))
+''')
+    ckpt = data.checkpoint(str(config), tmp_path / 'mobilenet.pth')
+    _, text = tool('class_selectivity', config, '--checkpoint', ckpt,
+                   '--label', 'm', '--out-dir', tmp_path)
+    result = json.loads((tmp_path / 'selectivity.json').read_text())
+    assert result['blocks']['m'] == ['backbone.layer7.0']
+    assert result['selectivity']['m']['backbone.layer7.0'][
+        'negative_activations'] is True
+    assert 'warning: backbone.layer7.0 has negative mean activations' in text
+
+
 def test_bad_input_is_a_clear_error(cls, tmp_path):
     config, ckpt = cls['baseline']
     code, text = tool('channel_diversity', config, '--checkpoint',
@@ -172,10 +193,11 @@ def quickstart_data(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize('config,name', [
-    ('faster_rcnn_r50w16_c3_voc0712_synthetic.py', 'channel_diversity'),
-    ('deeplabv2_r50w8_c3_voc12_synthetic.py', 'inhibited_channels'),
-], ids=['detector-diversity', 'segmenter-inhibited'])
+@pytest.mark.parametrize('name', ['channel_diversity', 'inhibited_channels'])
+@pytest.mark.parametrize('config', [
+    'faster_rcnn_r50w16_c3_voc0712_synthetic.py',
+    'deeplabv2_r50w8_c3_voc12_synthetic.py'
+], ids=['detector', 'segmenter'])
 def test_label_free_tools_on_detection_and_segmentation(
         quickstart_data, tmp_path, monkeypatch, config, name):
     monkeypatch.setenv('MMC3_QUICKSTART_DATA', str(quickstart_data))
@@ -189,11 +211,14 @@ def test_label_free_tools_on_detection_and_segmentation(
     if name == 'channel_diversity':
         result = json.loads((tmp_path / 'diversity.json').read_text())
         values = result['diversity']['model']
-        # stage 4 is the RoI head's, run on every RoI; the C3 block is in it
-        assert 'roi_head.shared_head.layer4' in values
-        assert any('shared_head.layer4' in p and 'c3_block' in p
-                   for p in values)
+        # the detector's stage 4 is the RoI head's, run on every RoI
+        stage4 = 'roi_head.shared_head.layer4' if 'faster' in config \
+            else 'backbone.layer4'
+        assert stage4 in values
+        assert any(p.startswith(stage4) and 'c3_block' in p for p in values)
         assert values['backbone.layer1']['n'] == 2
+        if 'faster' in config:
+            assert values[stage4]['n'] > 2  # one per RoI
         check_png(tmp_path / 'diversity.png')
     else:
         result = json.loads((tmp_path / 'inhibited.json').read_text())

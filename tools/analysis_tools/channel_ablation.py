@@ -5,9 +5,11 @@ top-1 against the ablated fraction, averaged over --runs random orders (the
 seed averages 5), models overlaid. mmpretrain classifiers (needs labels).
 
 The layer is a point: a module name (its output) or NAME:input. Default:
-the last stage's output (the features the head pools), where ablating every
-channel leaves the head's bias alone; the seed's VGG ablates its third
-layer: pass --point to choose.
+the last stage's output: for the ResNets the features the head pools, where
+ablating every channel leaves the head's bias alone (MobileNetV2 has its
+1x1 conv2 after the last stage: --point backbone.conv2 for its pooled
+features); the seed's VGG ablates its third layer: pass --point to
+choose.
 
     python tools/analysis_tools/channel_ablation.py \\
         configs/quickstart/resnet20_baseline_digits.py \\

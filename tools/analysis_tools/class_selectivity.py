@@ -6,8 +6,10 @@ SI = (mu_max - mu_rest) / (mu_max + mu_rest), mu_c the class-conditional mean
 of a channel's spatially averaged activation, mu_rest the mean over the other
 classes (0 where the denominator is 0). The seed measures the blocks of
 ResNet-50's fourth stage; the default here is every block of the model's
-last stage (--blocks to choose others; outputs of ResNet blocks are after
-the ReLU, so SI is in [0, 1]).
+last stage (--blocks to choose others). Outputs of ResNet blocks are after
+the ReLU, so SI is in [0, 1]; MobileNetV2's blocks end in a linear
+bottleneck, where SI can leave that range (the tool warns and records
+negative_activations in the JSON).
 
     python tools/analysis_tools/class_selectivity.py \\
         configs/quickstart/resnet20_baseline_digits.py \\
@@ -60,9 +62,17 @@ def main(argv=None):
                        lambda: run_all(model, batches))
         results[entry.label] = {}
         for name in blocks:
-            si = class_selectivity(torch.cat(acts[name]), y, num_classes)
+            values = torch.cat(acts[name])
+            negative = bool((values < 0).any())
+            if negative:
+                print(f'[{entry.label}] warning: {name} has negative mean '
+                      'activations (no ReLU at its output, e.g. a '
+                      'MobileNetV2 linear bottleneck): SI leaves [0, 1] there; '
+                      'pass --blocks with post-ReLU layers', flush=True)
+            si = class_selectivity(values, y, num_classes)
             results[entry.label][name] = dict(
                 mean=float(si.mean()), median=float(si.median()),
+                negative_activations=negative,
                 si=[round(float(v), 6) for v in si])
             print(f'[{entry.label}] {name}: mean SI {si.mean():.4f}, '
                   f'median {si.median():.4f} over {len(si)} channels',
