@@ -8,10 +8,14 @@ in that codebase's registry, so configs only need
 It also allow-lists the types of mmengine's training checkpoints for
 ``torch.load(weights_only=True)`` (see :mod:`mmc3.utils.checkpoint`), so
 ``load_from`` and ``resume`` work on torch >= 2.6 without unpickling
-arbitrary code.
+arbitrary code. And it lets mmengine resolve ``mmc3::family/NAME.py`` config
+paths from an installed wheel (:mod:`mmc3.utils.mim`).
 """
 from . import models  # noqa: F401  (registers everything)
 from . import utils  # noqa: F401  (safe checkpoint allow-list)
+from .utils.mim import register_mim_package
 from .version import __version__
+
+register_mim_package()
 
 __all__ = ['__version__', 'models', 'utils']

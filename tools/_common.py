@@ -44,6 +44,10 @@ def check_common_args(parser: argparse.ArgumentParser,
 def load_config(args: argparse.Namespace) -> Config:
     """The config with ``--cfg-options`` merged and the work_dir set
     (command line > config > ``work_dirs/<config stem>``)."""
+    # let mmengine resolve mmc3:: bases, as mmc3.utils.mim does on import
+    # (spelled out here: importing mmc3 is what this module avoids)
+    from mmengine.config import utils as config_utils
+    config_utils.MODULE2PACKAGE.setdefault('mmc3', 'mmc3')
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
