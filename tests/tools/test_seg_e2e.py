@@ -6,6 +6,7 @@ Generates a tiny Pascal VOC 2012 segmentation set, trains a shrunk
 scores the checkpoint with ``tools/dist_test.sh`` and checks that mIoU and
 mean accuracy are reported as percentages.
 """
+import glob
 import math
 import os
 import os.path as osp
@@ -176,3 +177,18 @@ def test_quickstart_segmenter_repeats_itself_and_trains_without_validation(
     assert miou_a == miou_b
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the same real work dir through the results table and the log tools
+    work = str(tmp_path / 'a')
+    table = _run([sys.executable, 'tools/misc/collect_results.py', work],
+                 cwd=ROOT)
+    assert (f'| deeplabv2_r50w8_c3_voc12_synthetic | mIoU | {miou_a:.2f} | '
+            '- | - | - | - |') in table
+    train_log, = glob.glob(osp.join(work, '2*', 'vis_data', '2*.json'))
+    png = str(tmp_path / 'curves.png')
+    _run([sys.executable, 'tools/analysis_tools/analyze_logs.py',
+          'plot_curve', train_log, '--keys', 'loss', 'lr', '--out', png],
+         cwd=ROOT)
+    assert osp.getsize(png) > 10000
+    times = _run([sys.executable, 'tools/analysis_tools/analyze_logs.py',
+                  'cal_train_time', train_log], cwd=ROOT)
+    assert '(4 logged iterations)' in times
