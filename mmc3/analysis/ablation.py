@@ -50,8 +50,9 @@ class ChannelAblation:
         if self.channels is None or len(self.channels) == 0:
             return x
         if int(self.channels.max()) >= x.size(1):
+            top = int(self.channels.max())
             raise ValueError(f'point {point!r} has {x.size(1)} channels, '
-                             f'cannot ablate channel {int(self.channels.max())}')
+                             f'cannot ablate channel {top}')
         mask = torch.ones(x.size(1), dtype=x.dtype, device=x.device)
         mask[self.channels.to(x.device)] = 0
         return x * mask.view(1, -1, *([1] * (x.dim() - 2)))

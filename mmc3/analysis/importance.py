@@ -95,10 +95,10 @@ class GateDrop:
     def _mask_output(self, module: nn.Module, args: tuple,
                      out: Tensor) -> Tensor:
         if self._scores is None or self._scores.shape != out.shape[:2]:
+            got = None if self._scores is None else tuple(self._scores.shape)
             raise RuntimeError(
                 f'{type(module).__name__}: its gate gave scores of shape '
-                f'{None if self._scores is None else tuple(self._scores.shape)}'
-                f' for an output of shape {tuple(out.shape)}')
+                f'{got} for an output of shape {tuple(out.shape)}')
         mask = drop_mask(self._scores, self.ratio, self.order)
         self._scores = None
         return out * mask.view(*mask.shape, *([1] * (out.dim() - 2)))

@@ -24,7 +24,8 @@ INPUT_SUFFIX = ':input'
 
 
 def split_point(point: str) -> Tuple[str, bool]:
-    """``'a.b:input'`` -> ``('a.b', True)``; ``'a.b'`` -> ``('a.b', False)``."""
+    """``'a.b:input'`` -> ``('a.b', True)``; ``'a.b'`` -> ``('a.b',
+    False)``."""
     if not isinstance(point, str) or not point:
         raise ValueError(f'a point must be a module name, optionally with '
                          f"':input', got {point!r}")

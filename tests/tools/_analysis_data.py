@@ -1,4 +1,5 @@
 """Tiny classifiers and image folders for the analysis tools' tests."""
+import os
 import os.path as osp
 
 import numpy as np
@@ -14,7 +15,6 @@ def image_folder(root, classes=3, per_class=4, size=32, seed=0) -> str:
     rng = np.random.default_rng(seed)
     for c in range(classes):
         folder = osp.join(root, 'test', f'class{c}')
-        import os
         os.makedirs(folder, exist_ok=True)
         for i in range(per_class):
             img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)

@@ -63,6 +63,7 @@ def test_channel_diversity_compares_models_at_the_same_points(cls, tmp_path):
         for r in values.values():
             assert 0.0 <= r['mean'] <= 1.0 and r['n'] == NUM_IMAGES
     assert result['labels']['backbone.layer1:input'] == 'stem'
+    assert result['num_images'] == 500 and result['images'] == NUM_IMAGES
     # the points run in forward order: the stem's C3 block before stage 1
     assert result['points'].index(
         'backbone.after_stem_plugins.c3_block') < \

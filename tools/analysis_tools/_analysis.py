@@ -142,8 +142,11 @@ def save_figure(args: argparse.Namespace, fig, name: str) -> str:
     return path
 
 
-def meta(args: argparse.Namespace, entries: List[Model], **extra) -> dict:
-    """What a JSON file records about the run."""
+def meta(args: argparse.Namespace, entries: List[Model], raw: list,
+         **extra) -> dict:
+    """What a JSON file records about the run: the models, and the test
+    images asked for and used (fewer when the test set is smaller)."""
     return dict(models=[dict(label=m.label, config=m.config,
                              checkpoint=m.checkpoint) for m in entries],
-                num_images=args.num_images, **extra)
+                num_images=args.num_images,
+                images=sum(len(item['inputs']) for item in raw), **extra)

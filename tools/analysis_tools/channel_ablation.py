@@ -89,7 +89,7 @@ def main(argv=None):
                                                results[entry.label]['mean'])),
             flush=True)
     common.write_json(args, 'ablation.json', dict(
-        common.meta(args, entries), fractions=fractions, runs=args.runs,
+        common.meta(args, entries, raw), fractions=fractions, runs=args.runs,
         seed=args.seed, top1=results))
 
     plt = common.pyplot()

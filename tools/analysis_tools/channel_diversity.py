@@ -75,7 +75,7 @@ def main(argv=None):
             for q, r in results[entry.label].items()), flush=True)
     points = ordered_union(orders)
     common.write_json(args, 'diversity.json', dict(
-        common.meta(args, entries, images=sum(len(d['inputs']) for d in raw)),
+        common.meta(args, entries, raw),
         points=points, labels=labels, diversity=results))
 
     plt = common.pyplot()

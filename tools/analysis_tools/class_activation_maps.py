@@ -119,7 +119,8 @@ def main(argv=None):
               f'{count} images; |mean(CAM) + b - logit| <= {residual:.2e}',
               flush=True)
     common.write_json(args, 'cam.json', dict(
-        common.meta(args, entries), class_of=args.class_of, topk=args.topk,
+        common.meta(args, entries, raw), class_of=args.class_of,
+        topk=args.topk,
         cam=numbers))
 
     plt = common.pyplot()

@@ -67,7 +67,8 @@ def main(argv=None):
             if negative:
                 print(f'[{entry.label}] warning: {name} has negative mean '
                       'activations (no ReLU at its output, e.g. a '
-                      'MobileNetV2 linear bottleneck): SI leaves [0, 1] there; '
+                      'MobileNetV2 linear bottleneck): SI leaves [0, 1] '
+                      'there; '
                       'pass --blocks with post-ReLU layers', flush=True)
             si = class_selectivity(values, y, num_classes)
             results[entry.label][name] = dict(
@@ -78,7 +79,8 @@ def main(argv=None):
                   f'median {si.median():.4f} over {len(si)} channels',
                   flush=True)
     common.write_json(args, 'selectivity.json', dict(
-        common.meta(args, entries), blocks=blocks_of, selectivity=results))
+        common.meta(args, entries, raw), blocks=blocks_of,
+        selectivity=results))
 
     plt = common.pyplot()
     count = max(len(b) for b in blocks_of.values())

@@ -89,7 +89,7 @@ def main(argv=None):
             results[entry.label][name] = curves
         print()
     common.write_json(args, 'importance.json', dict(
-        common.meta(args, entries), ratios=ratios,
+        common.meta(args, entries, raw), ratios=ratios,
         gate_reduce=args.gate_reduce, blocks=chosen, top1=results))
 
     plt = common.pyplot()

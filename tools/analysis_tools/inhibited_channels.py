@@ -62,7 +62,7 @@ def main(argv=None):
               f'{args.threshold:g}): {100 * inhibited["all"]:.1f}%',
               flush=True)
     common.write_json(args, 'inhibited.json', dict(
-        common.meta(args, entries), threshold=args.threshold,
+        common.meta(args, entries, raw), threshold=args.threshold,
         results=results))
 
     plt = common.pyplot()
