@@ -11,10 +11,13 @@ the seeds count them, from one of two counters:
   counts BN (4 per element), ReLU (1) and pooling. mmc3's ``PointwiseConv``
   and ``FullMapDepthwiseConv`` are counted as the ``Conv2d`` they are.
 
-Every C3 block is switched to its dense message (``message_impl='dense'``)
-while counting, so its message is counted as the ``(C x C) @ (C x P)``
-product it equals; the fast implementation computes the same values with a
-custom autograd function that a trace cannot see into.
+Every C3 block is switched to its literal steps with the dense message
+(``message_impl='dense'``, ``factorize=False``) while counting, so its
+encoder and decoder are counted as the four linear maps of the paper and
+its message as the ``(C x C) @ (C x P)`` product it equals; the fast
+implementation computes the same values with fewer operations (the
+factorized path skips two of the maps, the fast message is a custom
+autograd function that a trace cannot see into).
 """
 import contextlib
 import copy
@@ -51,18 +54,18 @@ def build_model(cfg) -> nn.Module:
 
 @contextlib.contextmanager
 def dense_messages(model: nn.Module) -> Iterator[int]:
-    """Run every C3 block of ``model`` with its dense message; yields how
-    many were switched, restores their setting on exit."""
+    """Run every C3 block of ``model`` literally with its dense message;
+    yields how many were switched, restores their settings on exit."""
     from mmc3.models.blocks import C3Block
     blocks = [m for m in model.modules() if isinstance(m, C3Block)]
-    saved = [m.message_impl for m in blocks]
+    saved = [(m.message_impl, m.factorize) for m in blocks]
     try:
         for m in blocks:
-            m.message_impl = 'dense'
+            m.message_impl, m.factorize = 'dense', False
         yield len(blocks)
     finally:
-        for m, impl in zip(blocks, saved):
-            m.message_impl = impl
+        for m, (impl, factorize) in zip(blocks, saved):
+            m.message_impl, m.factorize = impl, factorize
 
 
 def _thop_flops(model: nn.Module, shape) -> float:

@@ -13,6 +13,7 @@ to the input as a residual.
 from collections import OrderedDict
 from typing import Optional, Tuple, Union
 
+import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
@@ -111,7 +112,25 @@ class C3Block(BaseModule):
             Defaults to ``'auto'``.
         message_tol (float): Largest error of the fast path's message
             relative to ``max |z|`` of its group, in ``(0, 1)``; float32
-            rounding limits it to about ``1e-6``. Defaults to 1e-5.
+            rounding limits it to about ``1e-6``. With ``factorize`` the
+            message runs on the hidden units, so the bound is relative to
+            their ``max |h|`` and moves ``zbar`` by at most
+            ``|f_out|_inf`` times that. Defaults to 1e-5.
+        factorize (bool): Compute the same output without forming ``z`` and
+            ``zbar``: the message weights of every channel sum to one, so the
+            message commutes with the encoder's last linear map,
+            ``zbar = msg(h) f_out^T`` on the hidden units ``h`` (with the
+            weights from ``v = mean_p z = h . mean_p(f_out) + mean(b)``),
+            and ``f_out`` and ``g_in`` compose into one small
+            ``hidden x hidden`` map. The block then makes two passes over
+            ``(N, C, P)`` maps instead of six; the values are the same up
+            to float rounding (the fast message's tolerance then applies to
+            ``h``: see ``message_tol``). Falls back to the literal steps
+            when a forward hook is registered on ``encoder``,
+            ``encoder.fc_out``, ``decoder`` or ``decoder.fc_in`` (or a
+            global one), so hooks and hook-based counters see every layer,
+            and where the message is not a convex combination (groups of one
+            channel with ``exclude_self``). Defaults to True.
         init_cfg (dict | list[dict], optional): mmengine initialisation
             config. Defaults to None (PyTorch's default ``nn.Linear`` init).
         reduction (int, optional): Former name of ``ratio`` (deprecated,
@@ -165,6 +184,7 @@ class C3Block(BaseModule):
                  encode_decode: bool = True,
                  message_impl: str = 'auto',
                  message_tol: float = 1e-5,
+                 factorize: bool = True,
                  init_cfg: Union[dict, list, None] = None,
                  reduction: Optional[int] = None) -> None:
         super().__init__(init_cfg)
@@ -175,6 +195,7 @@ class C3Block(BaseModule):
         self.post_act = check_bool(_NAME, 'post_act', post_act)
         self.message_passing = check_bool(_NAME, 'message_passing', message_passing)
         self.encode_decode = check_bool(_NAME, 'encode_decode', encode_decode)
+        self.factorize = check_bool(_NAME, 'factorize', factorize)
         if (not isinstance(message_impl, str)
                 or message_impl not in MESSAGE_IMPLS):
             raise ValueError(f'C3Block: message_impl must be one of '
@@ -226,11 +247,48 @@ class C3Block(BaseModule):
                 x, size=size, mode='bilinear', align_corners=False)
         return F.interpolate(x, size=size, mode=self.resize_mode)
 
-    def _message(self, z: Tensor) -> Tensor:
+    def _message(self, z: Tensor, v: Optional[Tensor] = None) -> Tensor:
         """Step 3 on ``(N, C, P)`` encoded maps (dense or fast, see
-        ``message_impl``)."""
+        ``message_impl``), weighted by ``v`` (``(N, C)``) if given, else by
+        the means of ``z``."""
         return pass_messages(z, self.exclude_self, self.group_size,
-                             impl=self.message_impl, tol=self.message_tol)
+                             impl=self.message_impl, tol=self.message_tol,
+                             v=v)
+
+    def _runs_factorized(self) -> bool:
+        """Whether :meth:`forward` may skip ``z`` and ``zbar`` (see
+        ``factorize``)."""
+        if not (self.factorize and self.encode_decode):
+            return False
+        if self.message_passing and self.exclude_self and (
+                self.group_size or self.in_channels) == 1:
+            return False  # a zero message is no convex combination
+        # skipped, or (decoder.fc_out) whose output is summed into in place
+        skipped = (self.encoder, self.encoder.fc_out, self.decoder,
+                   self.decoder.fc_in, self.decoder.fc_out)
+        if any(m._forward_hooks or m._forward_pre_hooks for m in skipped):
+            return False
+        module_hooks = nn.modules.module
+        return not (getattr(module_hooks, '_global_forward_hooks', None)
+                    or getattr(module_hooks, '_global_forward_pre_hooks',
+                               None))
+
+    def _factorized(self, xf: Tensor) -> Tensor:
+        """Steps 2-4 on ``(N, C, P)`` maps without forming ``z`` and
+        ``zbar`` (see ``factorize``); returns ``xbar``, ``(N, C, P)``."""
+        enc, dec = self.encoder, self.decoder
+        h = enc.act(enc.fc_in(xf))  # (N, C, P) -> (N, C, P / k)
+        w_out, b_out = enc.fc_out.weight, enc.fc_out.bias  # (P, P/k), (P,)
+        if self.message_passing:
+            # v = mean_p z = h . mean_p(w_out) + mean_p(b_out), (N, C)
+            v = F.linear(h, w_out.mean(dim=0, keepdim=True),
+                         b_out.mean().reshape(1)).squeeze(2)
+            h = self._message(h, v)
+        # g_in(h f_out^T + b_out) = h (W_in W_out)^T + (W_in b_out + b_in)
+        w_in, b_in = dec.fc_in.weight, dec.fc_in.bias
+        g = dec.act(F.linear(h, w_in @ w_out, torch.addmv(b_in, w_in,
+                                                          b_out)))
+        return dec.fc_out(g)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the block; see the class docstring."""
@@ -243,16 +301,26 @@ class C3Block(BaseModule):
         resized = grid != (h, w)
         xg = self._resize(x, grid) if resized else x
 
-        z = self.encoder(xg.flatten(2))  # (N, C, h, w) -> (N, C, P)
-        zbar = self._message(z) if self.message_passing else z
-        # (N, C, P) -> (N, C, h, w)
-        xbar = self.decoder(zbar).reshape(n, c, *grid)
+        factorized = self._runs_factorized()
+        if factorized:
+            xbar = self._factorized(xg.flatten(2)).reshape(n, c, *grid)
+        else:
+            z = self.encoder(xg.flatten(2))  # (N, C, h, w) -> (N, C, P)
+            zbar = self._message(z) if self.message_passing else z
+            # (N, C, P) -> (N, C, h, w)
+            xbar = self.decoder(zbar).reshape(n, c, *grid)
 
         if resized:
             xbar = self._resize(xbar, (h, w))
-        out = x + xbar
+        if resized or factorized:
+            # xbar is this block's own temporary (the factorized path checks
+            # that no hook holds decoder.fc_out's output): sum into it
+            # rather than allocate another (N, C, H, W) tensor
+            out = xbar.add_(x)
+        else:
+            out = x + xbar
         if self.post_act:
-            out = F.relu(out)
+            out = F.relu_(out)
         return out
 
     def extra_repr(self) -> str:
@@ -265,4 +333,5 @@ class C3Block(BaseModule):
                 f'message_passing={self.message_passing}, '
                 f'encode_decode={self.encode_decode}, '
                 f'message_impl={self.message_impl!r}, '
-                f'message_tol={self.message_tol}')
+                f'message_tol={self.message_tol}, '
+                f'factorize={self.factorize}')

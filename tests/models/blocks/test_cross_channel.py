@@ -625,3 +625,102 @@ def test_runs_as_mmdet_resnet_plugin(grid, input_hw):
     stage4 = [m for m in backbone.modules() if isinstance(m, C3Block)]
     assert all(m.in_channels == outs[-1].shape[1] for m in stage4)
     assert outs[-1].shape[-2:] == (input_hw[0] // 32, input_hw[1] // 32)
+
+
+# --------------------------------------------------------------------------
+# The factorized path (z and zbar never formed)
+# --------------------------------------------------------------------------
+def _count_forward(module, calls, name):
+    """Count calls of ``module``'s forward without registering a hook."""
+    real = module.forward
+    module.forward = lambda *a, **k: calls.append(name) or real(*a, **k)
+
+
+@pytest.mark.parametrize('cfg', [
+    dict(), dict(exclude_self=False, group_size=4), dict(
+        message_passing=False), dict(post_act=True, grid_size=(2, 2))
+])
+def test_factorized_path_skips_the_inner_layers_and_equals_the_literal(cfg):
+    """By default the encoder's fc_out and the decoder's fc_in are never
+    run (their product is); the output and every gradient equal those of
+    the literal steps (factorize=False) to float64 rounding."""
+    torch.manual_seed(0)
+    kw = dict(dict(grid_size=(3, 4), ratio=2), **cfg)
+    fact = C3Block(8, **kw).double()
+    literal = C3Block(8, factorize=False, **kw).double()
+    literal.load_state_dict(fact.state_dict())
+    calls = {id(fact): [], id(literal): []}
+    for block in (fact, literal):
+        for name in ('fc_in', 'fc_out'):
+            _count_forward(getattr(block.encoder, name), calls[id(block)],
+                           'encoder.' + name)
+            _count_forward(getattr(block.decoder, name), calls[id(block)],
+                           'decoder.' + name)
+    x = torch.randn(2, 8, 3, 4, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(2, 8, 3, 4, dtype=torch.float64)
+    outs, grads = [], []
+    for block in (fact, literal):
+        out = block(x)
+        outs.append(out)
+        grads.append(torch.autograd.grad(out, [x] + list(block.parameters()),
+                                         up))
+    assert sorted(calls[id(fact)]) == ['decoder.fc_out', 'encoder.fc_in']
+    assert sorted(calls[id(literal)]) == ['decoder.fc_in', 'decoder.fc_out',
+                                          'encoder.fc_in', 'encoder.fc_out']
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('where', ['encoder', 'encoder.fc_out', 'decoder',
+                                   'decoder.fc_in', 'decoder.fc_out'])
+def test_a_hook_on_a_skipped_layer_runs_the_literal_steps(where):
+    """A forward hook on a layer the factorized path skips (or whose output
+    it sums into) sees that layer run, with the block's output unchanged."""
+    torch.manual_seed(1)
+    block = C3Block(6, grid_size=(3, 3), ratio=2)
+    x = torch.randn(2, 6, 3, 3)
+    before = block(x)
+    seen = []
+    handle = block.get_submodule(where).register_forward_hook(
+        lambda m, i, o: seen.append(o.shape))
+    after = block(x)
+    assert len(seen) == 1
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+    handle.remove()
+    assert block._runs_factorized()
+
+
+def test_a_global_hook_runs_the_literal_steps():
+    block = C3Block(6, grid_size=(3, 3), ratio=2)
+    seen = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: seen.append(m))
+    try:
+        assert not block._runs_factorized()
+        block(torch.randn(1, 6, 3, 3))
+    finally:
+        handle.remove()
+    assert block.encoder.fc_out in seen and block.decoder.fc_in in seen
+    assert block._runs_factorized()
+
+
+@pytest.mark.parametrize('c, group_size', [(1, None), (4, 1)])
+def test_groups_of_one_with_exclude_self_stay_literal(c, group_size):
+    """With nobody to talk to the message is zero, not a convex combination
+    of encoded maps: the literal steps give x + Dec(0)."""
+    block = C3Block(c, grid_size=(2, 2), group_size=group_size)
+    assert not block._runs_factorized()
+    x = torch.randn(2, c, 2, 2)
+    dec0 = block.decoder(torch.zeros(2, c, 4)).reshape(x.shape)
+    torch.testing.assert_close(block(x), x + dec0)
+    assert C3Block(c, grid_size=(2, 2), group_size=group_size,
+                   exclude_self=False)._runs_factorized()
+
+
+def test_factorize_option_is_checked_and_shown():
+    with pytest.raises(TypeError, match='C3Block: factorize must be a bool'):
+        C3Block(4, grid_size=2, factorize=1)
+    assert 'factorize=True' in repr(C3Block(4, grid_size=2))
+    assert not C3Block(4, grid_size=2, factorize=False)._runs_factorized()
+    assert not C3Block(4, encode_decode=False)._runs_factorized()

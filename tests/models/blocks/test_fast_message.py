@@ -13,12 +13,13 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmc3.models.blocks.message import (binning, dense, dispatch, expansion,
+from mmc3.models.blocks.message import (binning, centred, dense, dispatch,
+                                        expansion,
                                         function, layout, translation)
 from mmc3.models.blocks.message import (choose_message_impl, dense_message,
                                         fast_message, message_passing)
 
-_MODULES = (expansion, translation, binning, layout, function, dense,
+_MODULES = (expansion, translation, binning, centred, layout, function, dense,
             dispatch)
 
 
@@ -382,9 +383,9 @@ def _message_inputs(v, h, reach, chunk_groups):
 
 @pytest.mark.parametrize('exclude_self', [True, False])
 def test_message_function_backward_gradcheck(exclude_self):
-    """The written backward (expansion, the mean's gradient folded into z,
+    """The written backward (expansion, the summaries' own gradient,
     exact rows) against finite differences of the forward, on a fixed grid,
-    over two chunks of groups."""
+    over two chunks of groups, with the summaries the means of ``z``."""
     h, order, reach = 0.5, 6, 5
     v = torch.tensor([[0.0, 0.1, 0.3, 0.9, 1.7, 2.2, 4.0],
                       [0.2, 0.2, 0.25, 0.26, 3.1, 3.3, 9.0],
@@ -410,7 +411,7 @@ def test_message_function_backward_gradcheck(exclude_self):
                                       method)
 
         def fn(z):
-            return fm._FastMessage.apply(z, z.mean(1).detach(), shift,
+            return fm._FastMessage.apply(z, z.mean(1), shift,
                                          exact, chunks, translation,
                                          exclude_self)
 
@@ -827,3 +828,145 @@ def test_dense_path_memory_is_bounded_in_forward_and_backward():
     with rec:
         dense_message(z.detach(), True, None)
     assert rec.largest >= groups * c * c
+
+
+# --------------------------------------------------------------------------
+# The centred expansion (summaries within MAX_SPAN of each other)
+# --------------------------------------------------------------------------
+def _strategy_calls(monkeypatch):
+    """Record which fast strategy each call of fast_message takes."""
+    calls = []
+    real_centred, real_apply = function.centred_message, \
+        function._FastMessage.apply
+    monkeypatch.setattr(function, 'centred_message',
+                        lambda *a, **k: calls.append('centred') or
+                        real_centred(*a, **k))
+    monkeypatch.setattr(function._FastMessage, 'apply',
+                        lambda *a, **k: calls.append('binned') or
+                        real_apply(*a, **k))
+    return calls
+
+
+def test_strategy_follows_the_span(monkeypatch):
+    """Groups within MAX_SPAN take the centred expansion, wider ones the
+    binned one; the widest group of the batch decides."""
+    calls = _strategy_calls(monkeypatch)
+    span = fm.MAX_SPAN
+    v = torch.linspace(0, 1, 256).repeat(2, 1)
+    fast_message(make_z(v * span * 0.99, 3))
+    fast_message(make_z(v * span * 1.01, 3))
+    wide = v * span * 0.5
+    wide[1] = wide[1] * 2.1  # one group beyond
+    fast_message(make_z(wide, 3))
+    assert calls == ['centred', 'binned', 'binned']
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+@pytest.mark.parametrize('layout', ['uniform', 'ends', 'lone', 'equal'])
+def test_centred_meets_the_tolerance_up_to_the_widest_span(exclude_self,
+                                                           layout):
+    """At the widest span the centred path accepts, and for the layouts
+    that stress it (all channels at the two ends; one channel alone at one
+    end, whose denominator is the smallest), float32 meets ``tol`` and
+    float64 meets a 1e-10 one."""
+    torch.manual_seed(3)
+    c, span = 512, fm.MAX_SPAN * 0.999
+    if layout == 'uniform':
+        v = torch.rand(3, c) * span
+    elif layout == 'ends':
+        v = (torch.rand(3, c) > 0.5).float() * span
+    elif layout == 'lone':
+        v = torch.zeros(3, c)
+        v[:, 7] = span
+    else:
+        v = torch.full((3, c), -0.4)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-10)):
+        z = make_z(v, 5, scale=0.5, dtype=dtype)
+        assert fm.centred_order(float(
+            (z.mean(2).amax(1) - z.mean(2).amin(1)).max()), tol) is not None
+        out = fast_message(z, exclude_self, None, tol)
+        assert out.dtype == dtype
+        assert rel_error(out, reference_message(z, exclude_self), z) <= tol
+
+
+def test_centred_order_bound_holds_and_is_the_smallest():
+    """The order meets the stated bound ``2 eps_K / (exp(-4 r^2) - eps_K)
+    <= 0.4 tol`` and one order less does not; spans beyond MAX_SPAN or
+    tolerances beyond MAX_ORDER give None."""
+    def bound(span, order):
+        r2 = (span / 2)**2
+        eps = (2 * r2)**(order + 1) / math.factorial(order + 1) * math.exp(
+            2 * r2)
+        return 2 * eps / (math.exp(-4 * r2) - eps)
+
+    for span in (0.0, 0.01, 0.3, 1.0, fm.MAX_SPAN):
+        for tol in (1e-3, 1e-5, 1e-8):
+            order = fm.centred_order(span, tol)
+            assert order is not None and bound(span, order) <= 0.4 * tol
+            if order > 0:
+                assert bound(span, order - 1) > 0.4 * tol
+    assert fm.centred_order(fm.MAX_SPAN * 1.001, 1e-5) is None
+    assert fm.centred_order(float('nan'), 1e-5) is None
+    assert fm.centred_order(fm.MAX_SPAN, 1e-300) is None
+
+
+@pytest.mark.parametrize('exclude_self', [True, False])
+def test_centred_gradcheck_in_z_and_v(exclude_self):
+    """Autograd through the centred expansion is the gradient of the
+    approximation, in the values and in separately given summaries."""
+    z = torch.randn(2, 6, 3, dtype=torch.float64) * 0.2
+    v = torch.rand(2, 6, dtype=torch.float64)
+    z.requires_grad_(True)
+    v.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: fm.centred_message(a, b, exclude_self, 8), (z, v))
+
+
+# --------------------------------------------------------------------------
+# Summaries given apart from the values (the C3 block's factorized path)
+# --------------------------------------------------------------------------
+def reference_with_summaries(z, v, exclude_self, group_size=None):
+    """Float64 softmax message of ``z`` weighted by given ``v``."""
+    n, c, p = z.shape
+    g = c if group_size is None else group_size
+    zz = z.double().reshape(n * (c // g), g, p)
+    vv = v.double().reshape(n * (c // g), g)
+    scores = -(vv[:, :, None] - vv[:, None, :])**2
+    if exclude_self:
+        scores = scores.masked_fill(torch.eye(g, dtype=torch.bool), -math.inf)
+    return (torch.softmax(scores, dim=2) @ zz).reshape(n, c, p)
+
+
+@pytest.mark.parametrize('impl', ['dense', 'fast'])
+@pytest.mark.parametrize('spread', [0.2, 6.0])
+@pytest.mark.parametrize('exclude_self, group_size', [(True, None),
+                                                      (False, 128)])
+def test_given_summaries_weight_the_message(impl, spread, exclude_self,
+                                            group_size):
+    """With ``v`` given, the weights come from it, not from the means of
+    ``z``; values and both gradients match the float64 restatement."""
+    torch.manual_seed(4)
+    z = torch.randn(2, 256, 4, dtype=torch.float64, requires_grad=True)
+    v = (torch.randn(2, 256, dtype=torch.float64) * spread).requires_grad_()
+    up = torch.randn(2, 256, 4, dtype=torch.float64)
+    out = message_passing(z, exclude_self, group_size, impl=impl, tol=1e-10,
+                          v=v)
+    ref = reference_with_summaries(z, v, exclude_self, group_size)
+    assert rel_error(out, ref.detach(), z) <= 1e-9
+    grads = torch.autograd.grad(out, (z, v), up)
+    ref_grads = torch.autograd.grad(ref, (z, v), up)
+    for g, r in zip(grads, ref_grads):
+        assert float((g - r).abs().max() / r.abs().max()) <= 1e-8
+    # the means of z would weight it differently
+    assert rel_error(out, reference_message(z.detach(), exclude_self,
+                                            group_size), z) > 1e-3
+
+
+def test_given_summaries_of_the_wrong_shape_raise():
+    z = torch.randn(2, 8, 3)
+    for fn in (lambda v: dense_message(z, True, None, v=v),
+               lambda v: fast_message(z, v=v),
+               lambda v: message_passing(z, v=v)):
+        with pytest.raises(ValueError, match=r'v must be None or a \(2, 8\) '
+                           r'tensor .* got \(2, 8, 1\)'):
+            fn(torch.randn(2, 8, 1))

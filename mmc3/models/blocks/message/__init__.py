@@ -12,8 +12,13 @@ from the actual bin counts and the tabulated truncation errors of
 (:mod:`.layout`), translating them between bins (:mod:`.translation`) and
 evaluating them at every target, in an autograd Function with a written
 backward (:mod:`.function`, whose docstring states the method and its error
-control). :func:`message_passing` (:mod:`.dispatch`) picks one by the
-measured break-even group size (:func:`fast_min_channels`).
+control). Groups whose summaries lie within :data:`.centred.MAX_SPAN`
+of each other (the common case: at initialisation the C4 head's span is
+about 0.2) skip the bins: one expansion about the group's centre, two
+batched products (:mod:`.centred`). :func:`message_passing`
+(:mod:`.dispatch`) picks dense or fast by the measured break-even group
+size (:func:`fast_min_channels`); every entry point accepts summaries
+``v`` given apart from the values.
 """
 from .dense import dense_message
 from .dispatch import (CPU_CROSSOVER, FAST_MIN_CHANNELS, MESSAGE_IMPLS,

@@ -39,9 +39,21 @@ def _check_group_size(group_size: Optional[int], channels: int) -> int:
     return group_size
 
 
+def _check_summaries(caller: str, z: Tensor, v: Optional[Tensor]) -> None:
+    """``v`` must be None or one summary per channel of ``z``."""
+    if v is None:
+        return
+    if not isinstance(v, Tensor) or tuple(v.shape) != tuple(z.shape[:2]):
+        shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+        raise ValueError(f'{caller}: v must be None or a {tuple(z.shape[:2])}'
+                         f' tensor (one summary per channel of z), got '
+                         f'{shape}')
+
+
 def dense_message(z: Tensor, exclude_self: bool,
                   group_size: Optional[int],
-                  max_elements: Optional[int] = None) -> Tensor:
+                  max_elements: Optional[int] = None,
+                  v: Optional[Tensor] = None) -> Tensor:
     """Compute the C3 message ``zbar`` from the encoded maps ``z``.
 
     ``zbar_i = sum_j softmax_j(-(v_i - v_j)^2) z_j`` with ``v_i`` the mean of
@@ -70,6 +82,11 @@ def dense_message(z: Tensor, exclude_self: bool,
             memory stays bounded in training too (the C4 head at 2 images x
             512 RoIs x 2048 channels would otherwise need a 4 GB affinity
             matrix per 256 RoIs). Defaults to :data:`DENSE_MAX_ELEMENTS`.
+        v (Tensor, optional): ``(N, C)`` summaries that weight the message
+            in place of ``z.mean(2)``, with their own gradient (the C3 block
+            passes the means of the maps the message is decoded into, see
+            :func:`mmc3.models.blocks.message.message_passing`). Defaults to
+            None.
 
     Returns:
         Tensor: The message ``zbar``.
@@ -91,35 +108,42 @@ def dense_message(z: Tensor, exclude_self: bool,
             f'dense_message: z must be a (N, C, P) tensor, got {shape}')
     n, c, p = z.shape
     cg = _check_group_size(group_size, c)
+    _check_summaries('dense_message', z, v)
     if exclude_self and cg == 1:
         return z * 0
 
     groups = c // cg
     # (N, C, P) -> (N * G, C / G, P): consecutive channels share a group
     zg = z.reshape(n * groups, cg, p)
+    vg = None if v is None else v.reshape(n * groups, cg)
     budget = DENSE_MAX_ELEMENTS if max_elements is None else max_elements
     chunk = max(1, budget // (cg * cg))  # groups whose affinities fit
     if zg.shape[0] <= chunk:
-        return _dense_groups(zg, exclude_self).reshape(n, c, p)
+        return _dense_groups(zg, exclude_self, vg).reshape(n, c, p)
     parts = []
     for start in range(0, zg.shape[0], chunk):
         part = zg[start:start + chunk]
-        if torch.is_grad_enabled() and part.requires_grad:
+        vpart = None if vg is None else vg[start:start + chunk]
+        if torch.is_grad_enabled() and (part.requires_grad or (
+                vpart is not None and vpart.requires_grad)):
             # recomputed in the backward pass: the saved affinities of one
             # chunk at a time, not of all of them
-            parts.append(checkpoint(_dense_groups, part, exclude_self,
+            parts.append(checkpoint(_dense_groups, part, exclude_self, vpart,
                                     use_reentrant=False))
         else:
-            parts.append(_dense_groups(part, exclude_self))
+            parts.append(_dense_groups(part, exclude_self, vpart))
     return torch.cat(parts).reshape(n, c, p)
 
 
-def _dense_groups(zg: Tensor, exclude_self: bool) -> Tensor:
-    """The message of every group of ``zg``: (B, C', P) -> (B, C', P)."""
+def _dense_groups(zg: Tensor, exclude_self: bool,
+                  vg: Optional[Tensor] = None) -> Tensor:
+    """The message of every group of ``zg``: (B, C', P) -> (B, C', P),
+    weighted by ``vg`` (B, C') or, if None, by the means of ``zg``."""
     cg = zg.shape[1]
     compute_dtype = torch.promote_types(zg.dtype, torch.float32)
     with torch.autocast(device_type=zg.device.type, enabled=False):
-        v = zg.to(compute_dtype).mean(dim=2)  # (N * G, C / G)
+        v = (zg.to(compute_dtype).mean(dim=2) if vg is None else
+             vg.to(compute_dtype))  # (N * G, C / G)
         # (N*G, C/G, 1) - (N*G, 1, C/G) -> (N*G, C/G, C/G); the clamp keeps
         # an overflowing square finite, so a row is never all -inf
         sq_dist = (v.unsqueeze(2) - v.unsqueeze(1)).pow(2)

@@ -79,7 +79,8 @@ def message_passing(z: Tensor,
                     exclude_self: bool = True,
                     group_size: Optional[int] = None,
                     impl: str = 'auto',
-                    tol: float = 1e-5) -> Tensor:
+                    tol: float = 1e-5,
+                    v: Optional[Tensor] = None) -> Tensor:
     """C3 message with a choice of implementation.
 
     Shape:
@@ -97,6 +98,12 @@ def message_passing(z: Tensor,
             ``'auto'``.
         tol (float): Error target of the fast path (see
             :func:`fast_message`). Defaults to 1e-5.
+        v (Tensor, optional): ``(N, C)`` summaries that weight the message
+            in place of ``z.mean(2)``, with their own gradient. The C3 block
+            runs the message on its encoder's hidden units ``h`` (the
+            message commutes with the encoder's last linear map, because
+            the weights of every row sum to one) and passes the means of
+            the maps ``z`` they decode to. Defaults to None.
 
     Returns:
         Tensor: The message ``zbar``.
@@ -108,5 +115,5 @@ def message_passing(z: Tensor,
     if impl == 'auto':
         impl = choose_message_impl(cg, z.shape[2], z.device)
     if impl == 'dense':
-        return dense_message(z, exclude_self, group_size)
-    return fast_message(z, exclude_self, group_size, tol)
+        return dense_message(z, exclude_self, group_size, v=v)
+    return fast_message(z, exclude_self, group_size, tol, v=v)

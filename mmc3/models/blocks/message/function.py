@@ -17,7 +17,9 @@ and a 1-D Gauss transform can be evaluated in ``O(C P)`` time to a requested
 accuracy (Greengard and Strain, "The fast Gauss transform", SIAM J. Sci.
 Stat. Comput. 1991; here with Taylor expansions on both sides).
 
-Method (:func:`fast_message`), per sample and channel group:
+Method (:func:`fast_message`), per sample and channel group (when every
+group's summaries lie within :data:`.centred.MAX_SPAN`, steps 1-5 are
+replaced by the single centred expansion of :mod:`.centred`):
 
 1. Bins. The summaries ``v`` are cut into bins of width ``h`` on a grid
    anchored at the group's minimum. Each channel gets the offset
@@ -124,7 +126,8 @@ from torch.autograd.function import once_differentiable
 
 from .binning import (BIN_WIDTHS, _choose_expansion, _exact_channels,
                       _sorted_summaries)
-from .dense import dense_message
+from .centred import centred_message, centred_order
+from .dense import _check_summaries, dense_message
 from .layout import _chunks, _Layout, _slopes
 from .translation import _Translation
 
@@ -138,8 +141,8 @@ class _FastMessage(torch.autograd.Function):
     ``K~`` is the truncated two-sided Taylor expansion of ``exp(-u^2)`` on
     the bins described in the module docstring. Inputs and output are flat
     over ``(group, channel)`` rows in the channels' original order. ``v``
-    must be ``z.mean(1)`` (passed detached; its gradient is folded into
-    ``z``'s), ``shift`` the centre of every channel's bin, so that the
+    holds the channels' summaries (``z.mean(1)`` unless the caller computes
+    them otherwise) and gets its own gradient, ``shift`` the centre of every channel's bin, so that the
     offsets are ``(v - shift) / (h / 2)``. ``exact`` is None or ``(groups,
     idx, C)``: channels ``idx[k]`` of group ``groups[k]`` (``C`` channels per
     group) are computed exactly (:func:`_exact_weights`); their expansion
@@ -241,8 +244,8 @@ class _FastMessage(torch.autograd.Function):
             grad_xp = torch.linalg.vecdot(_slopes(powers), both)
             torch.index_select(grad_xp, 0, layout.pos_of_src,
                                out=grad_x[start:end])
-        # offsets = (mean_p z - shift) / r
-        grad_z.add_((grad_x / (ctx.translation.h / 2 * p)).unsqueeze(1))
+        # offsets = (v - shift) / r
+        grad_v = grad_x.div_(ctx.translation.h / 2)
         if exact is not None:
             groups, idx, weights, rows, channels = exact
             grad_rows = grad_out.view(-1, channels, p)[groups.unsqueeze(1),
@@ -257,9 +260,9 @@ class _FastMessage(torch.autograd.Function):
             diff = torch.gather(vg, 1, idx).unsqueeze(2) - vg.unsqueeze(1)
             pull = 2 * weights * dots * diff  # ds * ds/dv_j, (B', M, C)
             grad_vg = pull.sum(dim=1).scatter_add_(1, idx, -pull.sum(dim=2))
-            grad_zg += (grad_vg / p).unsqueeze(2)
             grad_z.view(-1, channels, p).index_add_(0, groups, grad_zg)
-        return grad_z, None, None, None, None, None, None
+            grad_v.view(-1, channels).index_add_(0, groups, grad_vg)
+        return grad_z, grad_v, None, None, None, None, None
 
 
 def _check_args(caller: str, z: Tensor, exclude_self: bool,
@@ -310,7 +313,8 @@ def _exact_weights(v: Tensor, idx: Tensor) -> Tensor:
 def fast_message(z: Tensor,
                  exclude_self: bool = True,
                  group_size: Optional[int] = None,
-                 tol: float = 1e-5) -> Tensor:
+                 tol: float = 1e-5,
+                 v: Optional[Tensor] = None) -> Tensor:
     """C3 message by a fast Gauss transform, without the ``C x C`` matrix.
 
     Computes the same ``zbar_i = sum_j softmax_j(-(v_i - v_j)^2) z_j`` as
@@ -333,6 +337,10 @@ def fast_message(z: Tensor,
         tol (float): Largest error of the message relative to ``max |z|``
             of its group, in ``(0, 1)``. Float32 rounding limits what can be
             reached to about ``1e-6``. Defaults to 1e-5.
+        v (Tensor, optional): ``(N, C)`` channel summaries that weight the
+            message in place of ``z.mean(2)`` (see
+            :func:`mmc3.models.blocks.message.message_passing`). Defaults to
+            None.
 
     Returns:
         Tensor: The message ``zbar``.
@@ -348,27 +356,34 @@ def fast_message(z: Tensor,
           back to :func:`dense_message`, whose result it then is.
     """
     cg = _check_args('fast_message', z, exclude_self, group_size, tol)
+    _check_summaries('fast_message', z, v)
     n, c, p = z.shape
     if exclude_self and cg == 1:
         return z * 0
     if z.numel() == 0:
-        return dense_message(z, exclude_self, group_size)
+        return dense_message(z, exclude_self, group_size, v=v)
     groups = c // cg
     batch = n * groups
     compute_dtype = torch.promote_types(z.dtype, torch.float32)
     with torch.autocast(device_type=z.device.type, enabled=False):
         # (N, C, P) -> (N * G, C / G, P): consecutive channels share a group
         zc = z.reshape(batch, cg, p).to(compute_dtype)
-        # detached: _FastMessage folds the gradient of the mean into z
-        vd = zc.detach().mean(dim=2)  # (B, C/G)
-        v_sorted, perm = _sorted_summaries(vd)
-        span = (v_sorted[:, -1] - v_sorted[:, 0]).max()
+        vc = (zc.mean(dim=2) if v is None else
+              v.reshape(batch, cg).to(compute_dtype))  # (B, C/G)
+        vd = vc.detach()
+        span_g = vd.amax(dim=1) - vd.amin(dim=1)
+        span = span_g.max()
         if not bool(torch.isfinite(span)) or float(span) > 2.0**40 * min(
                 BIN_WIDTHS):
-            return dense_message(z, exclude_self, group_size)
+            return dense_message(z, exclude_self, group_size, v=v)
+        order = centred_order(float(span), tol)
+        if order is not None:
+            return centred_message(zc, vc, exclude_self,
+                                   order).to(z.dtype).reshape(n, c, p)
+        v_sorted, perm = _sorted_summaries(vd)
         chosen = _choose_expansion(v_sorted, tol, cg, exclude_self)
         if chosen is None:
-            return dense_message(z, exclude_self, group_size)
+            return dense_message(z, exclude_self, group_size, v=v)
         expansion, binning = chosen
         h = expansion[0]
         # centre of every channel's bin, in the channels' original order
@@ -386,7 +401,7 @@ def fast_message(z: Tensor,
         translation = _Translation(*expansion, binning.num_bins,
                                    compute_dtype, z.device)
         message = _FastMessage.apply(zc.reshape(batch * cg, p),
-                                     vd.reshape(-1), shift.reshape(-1),
+                                     vc.reshape(-1), shift.reshape(-1),
                                      exact, chunks, translation,
                                      exclude_self)
     return message.to(z.dtype).reshape(n, c, p)
