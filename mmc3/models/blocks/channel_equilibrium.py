@@ -36,6 +36,61 @@ def _fit_group_size(channels: int, group_size: int) -> int:
     return d
 
 
+class _ChannelStats(torch.autograd.Function):
+    """Both statistics CE takes of its input, in one pass over it.
+
+    ``(N, G, d, P) -> (ss, sigma)``: ``ss`` (N, G, d), each channel's sum of
+    squared deviations from its own mean over the positions (the IR
+    variances times their denominator), and ``sigma`` (G, d, d), every
+    group's covariance over all ``M = N * P`` samples and positions.
+
+    With ``xc`` the input centred per sample and channel and ``delta_n`` the
+    per-sample means minus the group means, ``M sigma = sum_n xc_n xc_n^T +
+    P sum_n delta_n delta_n^T`` (the cross terms vanish because ``xc``
+    sums to zero over the positions): two sums of positive semi-definite
+    terms, no cancellation, and ``ss`` is the diagonal of the first one's
+    summands. Autograd through these expressions would keep ``xc`` (the
+    block's size) for the backward pass; this function keeps the input and
+    the means and forms ``xc`` again there: the gradient is ``(S_n + S_n^T)
+    xc_n`` plus a constant per sample and channel, with ``S_n = diag(g_ss)
+    + g_sigma / M``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor):
+        n, g, d, p = x.shape
+        mean = x.mean(dim=3)  # (N, G, d)
+        xc = x - mean.unsqueeze(3)
+        gram = torch.matmul(xc, xc.transpose(2, 3))  # (N, G, d, d)
+        del xc
+        ss = torch.diagonal(gram, dim1=2, dim2=3).clone()  # (N, G, d)
+        delta = mean - mean.mean(dim=0)  # (N, G, d)
+        sigma = gram.sum(dim=0)
+        sigma += p * torch.einsum('ngi,ngj->gij', delta, delta)
+        ctx.save_for_backward(x, mean)
+        return ss, sigma.div_(n * p)
+
+    @staticmethod
+    def backward(ctx, grad_ss, grad_sigma):
+        x, mean = ctx.saved_tensors
+        n, g, d, p = x.shape
+        sym = x.new_zeros(n, g, d, d)
+        if grad_sigma is not None:
+            sym += ((grad_sigma + grad_sigma.transpose(1, 2)) / (n * p))
+        if grad_ss is not None:
+            torch.diagonal(sym, dim1=2, dim2=3).add_(2 * grad_ss)
+        # (S + S^T) xc = sym x - sym mean; the covariance's delta term adds
+        # (P / M) (g + g^T) delta_n / P per sample, centred over samples
+        shift = torch.matmul(sym, mean.unsqueeze(3)).squeeze(3)  # (N, G, d)
+        if grad_sigma is not None:
+            delta = mean - mean.mean(dim=0)
+            pull = torch.matmul(delta.unsqueeze(2), (
+                grad_sigma + grad_sigma.transpose(1, 2))).squeeze(2) / (n * p)
+            shift -= pull - pull.mean(dim=0)
+        out = torch.matmul(sym, x)  # (N, G, d, P)
+        return out.sub_(shift.unsqueeze(3))
+
+
 @MODELS.register_module()
 class CEBlock(BaseModule):
     """Channel Equilibrium block (Shao et al., ICML 2020).
@@ -201,19 +256,11 @@ class CEBlock(BaseModule):
         """float64 stays float64; every other dtype computes in float32."""
         return torch.float64 if dtype == torch.float64 else torch.float32
 
-    def _instance_variance(self, u: torch.Tensor) -> torch.Tensor:
-        """Per-sample, per-channel variance over ``H*W``: (N, C, H, W) ->
-        (N, C). A single position gives 0 in both the biased and the
-        unbiased estimate."""
-        n, c = u.shape[:2]
-        flat = u.reshape(n, c, -1)  # (N, C, H, W) -> (N, C, P)
-        num = flat.shape[-1]
-        dev = flat - flat.mean(dim=-1, keepdim=True)
-        denom = max(num - 1, 1) if self.unbiased_var else num
-        return dev.pow(2).sum(dim=-1) / denom
-
-    def _whitening_matrix(self, u: torch.Tensor) -> torch.Tensor:
-        """Whitening matrices ``P_T``: (N, C, H, W) -> (G, d, d).
+    def _whitening_matrix(self, u: torch.Tensor,
+                          cov: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Whitening matrices ``P_T``: (N, C, H, W) -> (G, d, d), from the
+        groups' covariance ``cov`` (G, d, d) if the caller has it (not with
+        ``pool``).
 
         Computed in float32 (float64 for float64 inputs) with autocast
         disabled, whatever the ambient autocast state.
@@ -224,15 +271,11 @@ class CEBlock(BaseModule):
                 x = F.max_pool2d(x, kernel_size=2, stride=2, ceil_mode=True)
             n, _, h, w = x.shape
             g, d = self.num_groups, self.group_size
-            # (N, C, h, w) -> (N, G, d, h*w) -> (G, d, N, h*w) -> (G, d, M)
-            xg = x.reshape(n, g, d, h * w).permute(1, 2, 0, 3).reshape(
-                g, d, n * h * w)
-            m = xg.shape[-1]
-            xc = xg - xg.mean(dim=-1, keepdim=True)  # (G, d, M)
             eye = torch.eye(d, dtype=x.dtype, device=x.device).expand(g, d, d)
+            if cov is None or self.pool:
+                cov = _ChannelStats.apply(x.reshape(n, g, d, h * w))[1]
             # Sigma = eps * I + (1/M) xc xc^T: (G, d, d)
-            sigma = torch.baddbmm(
-                eye, xc, xc.transpose(1, 2), beta=self.eps, alpha=1.0 / m)
+            sigma = cov + self.eps * eye
             trace = sigma.diagonal(dim1=1, dim2=2).sum(-1)  # (G,)
             sigma_n = sigma / trace.view(g, 1, 1)  # (G, d, d)
             p = eye
@@ -257,10 +300,17 @@ class CEBlock(BaseModule):
         n, c, h, w = u.shape
         stat_dtype = self._stat_dtype(u.dtype)
 
+        g, d = self.num_groups, self.group_size
         with torch.autocast(device_type=u.device.type, enabled=False):
-            sigma2 = self._instance_variance(u.to(stat_dtype))  # (N, C)
+            # per-channel squared deviations over H*W and, in training, the
+            # groups' covariance, in one pass (_ChannelStats)
+            ss, cov = _ChannelStats.apply(
+                u.to(stat_dtype).reshape(n, g, d, h * w))
+            p = h * w  # one position: ss is 0, the variance 0
+            denom = max(p - 1, 1) if self.unbiased_var else p
+            sigma2 = ss.reshape(n, c) / denom  # (N, C)
         if self.training:
-            wm = self._whitening_matrix(u)  # (G, d, d)
+            wm = self._whitening_matrix(u, cov)  # (G, d, d)
             with torch.autocast(device_type=u.device.type, enabled=False):
                 scale = self._ir_scale(sigma2)  # (1,)
             self._update_running(wm, scale)
@@ -273,15 +323,18 @@ class CEBlock(BaseModule):
         gate = self.gate(self.fc2(F.relu(self.ln(hidden))))  # (N, C)
         with torch.autocast(device_type=u.device.type, enabled=False):
             x = u.to(stat_dtype)
-            ir = x * (gate.to(stat_dtype) / scale).view(n, c, 1, 1)
-            g, d = self.num_groups, self.group_size
-            # BD branch on the un-centred input, broadcast over N:
-            # (G, d, d) @ (N, G, d, H*W) -> (N, G, d, H*W)
-            bd = torch.matmul(wm, x.reshape(n, g, d, h * w))
-            bd = bd.reshape(n, c, h, w)  # (N, G, d, H*W) -> (N, C, H, W)
             lam = torch.sigmoid(self.theta.to(stat_dtype))
-            out = lam * bd + (1.0 - lam) * ir
-        return out.to(u.dtype)
+            # lam * P u + (1 - lam) * (gate / s) * u is one d x d matrix per
+            # sample and group applied to u: lam * P + diag((1 - lam) *
+            # gate / s), (N, G, d, d); BD acts on the un-centred input
+            ir_diag = ((1.0 - lam) / scale) * gate.to(stat_dtype)
+            mix = torch.diagonal_scatter(
+                (lam * wm).expand(n, g, d, d),
+                torch.diagonal(lam * wm, dim1=-2, dim2=-1) + ir_diag.view(
+                    n, g, d), dim1=-2, dim2=-1)
+            # (N, G, d, d) @ (N, G, d, H*W) -> (N, G, d, H*W)
+            out = torch.matmul(mix, x.reshape(n, g, d, h * w))
+        return out.reshape(n, c, h, w).to(u.dtype)
 
     @torch.no_grad()
     def _update_running(self, wm: torch.Tensor, scale: torch.Tensor) -> None:
