@@ -18,11 +18,69 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ._checks import check_bool, check_int, check_size, renamed
 from .message import MESSAGE_IMPLS, message_passing as pass_messages
 
 _RESIZE_MODES = ('nearest', 'area', 'bilinear')
+
+
+class _FusedEnds(torch.autograd.Function):
+    """``x + f4(middle(f1(x)))`` for ``(R, P)`` rows, with ``f1``, ``f4``
+    linear maps to and from a few hidden units and ``middle`` a small
+    differentiable function of ``(R, P/k)`` tensors (C3's factorized steps
+    between the encoder's first and the decoder's last layer).
+
+    Autograd through the same expression allocates the decoder's output,
+    the residual sum, the encoder's input gradient and their sum: four
+    ``(R, P)`` tensors. Here the residual is the product's accumulator
+    (``addmm``), the input gradient is ``G + g_pre W1`` in one product, and
+    the middle is differentiated by autograd on its small tensors: one
+    ``(R, P)`` allocation each way, three reads of ``G`` and one of ``x`` in
+    the backward pass. Keeps ``x`` (the block's input) and the hidden
+    tensors, nothing of size ``(R, P)`` of its own. Not differentiable
+    twice.
+    """
+
+    @staticmethod
+    def forward(ctx, x, middle, w1, b1, w4, b4, *mid_params):
+        pre = torch.addmm(b1, x, w1.t())  # (R, P/k)
+        with torch.enable_grad():
+            pre = pre.detach().requires_grad_()
+            g = middle(pre)  # (R, P/k), with a graph to pre and mid_params
+        # [g, 1] @ [W4, b4]^T: the bias in the same product
+        g_aug = torch.cat([g.detach(), g.new_ones(g.shape[0], 1)], dim=1)
+        w4_aug = torch.cat([w4, b4.unsqueeze(1)], dim=1)  # (P, P/k + 1)
+        out = torch.addmm(x, g_aug, w4_aug.t())
+        ctx.save_for_backward(x, w1, w4_aug, g_aug)
+        ctx.graph = (pre, g)
+        ctx.num_mid = len(mid_params)
+        ctx.mid_params = mid_params
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, w1, w4_aug, g_aug = ctx.saved_tensors
+        pre, g = ctx.graph
+        grad = grad.contiguous()
+        grad_g_aug = grad @ w4_aug  # (R, P/k + 1)
+        grad_w4_aug = grad.t() @ g_aug  # (P, P/k + 1)
+        hidden = g.shape[1]
+        wanted = [pre] + [p for p in ctx.mid_params if p.requires_grad]
+        # the middle's graph is kept while this node is (a retained outer
+        # graph can be differentiated again); it is small
+        found = torch.autograd.grad(g, wanted, grad_g_aug[:, :hidden],
+                                    allow_unused=True, retain_graph=True)
+        grad_pre, found = found[0], iter(found[1:])
+        grad_mid = [next(found) if p.requires_grad else None
+                    for p in ctx.mid_params]
+        grad_x = torch.addmm(grad, grad_pre, w1)  # G + g_pre W1
+        grad_w1 = grad_pre.t() @ x
+        return (grad_x, None, grad_w1, grad_pre.sum(dim=0),
+                grad_w4_aug[:, :hidden].contiguous(),
+                grad_w4_aug[:, hidden].contiguous(), *grad_mid)
 
 
 def _bottleneck(positions: int, ratio: int) -> nn.Sequential:
@@ -263,9 +321,9 @@ class C3Block(BaseModule):
         if self.message_passing and self.exclude_self and (
                 self.group_size or self.in_channels) == 1:
             return False  # a zero message is no convex combination
-        # skipped, or (decoder.fc_out) whose output is summed into in place
-        skipped = (self.encoder, self.encoder.fc_out, self.decoder,
-                   self.decoder.fc_in, self.decoder.fc_out)
+        # skipped (the fused path computes with the layers' weights)
+        skipped = (self.encoder, self.decoder, *self.encoder.children(),
+                   *self.decoder.children())
         if any(m._forward_hooks or m._forward_pre_hooks for m in skipped):
             return False
         module_hooks = nn.modules.module
@@ -273,11 +331,13 @@ class C3Block(BaseModule):
                     or getattr(module_hooks, '_global_forward_pre_hooks',
                                None))
 
-    def _factorized(self, xf: Tensor) -> Tensor:
-        """Steps 2-4 on ``(N, C, P)`` maps without forming ``z`` and
-        ``zbar`` (see ``factorize``); returns ``xbar``, ``(N, C, P)``."""
+    def _middle(self, h: Tensor) -> Tensor:
+        """The factorized steps between the encoder's hidden units ``h``
+        (after its ReLU) and the decoder's (after its ReLU), ``(N, C, P/k)
+        -> (N, C, P/k)``: the message on ``h`` weighted by the means of
+        ``z = f_out(h)``, then ``g_in . f_out`` as one map (see
+        ``factorize``)."""
         enc, dec = self.encoder, self.decoder
-        h = enc.act(enc.fc_in(xf))  # (N, C, P) -> (N, C, P / k)
         w_out, b_out = enc.fc_out.weight, enc.fc_out.bias  # (P, P/k), (P,)
         if self.message_passing:
             # v = mean_p z = h . mean_p(w_out) + mean_p(b_out), (N, C)
@@ -286,9 +346,32 @@ class C3Block(BaseModule):
             h = self._message(h, v)
         # g_in(h f_out^T + b_out) = h (W_in W_out)^T + (W_in b_out + b_in)
         w_in, b_in = dec.fc_in.weight, dec.fc_in.bias
-        g = dec.act(F.linear(h, w_in @ w_out, torch.addmv(b_in, w_in,
-                                                          b_out)))
-        return dec.fc_out(g)
+        return dec.act(F.linear(h, w_in @ w_out, torch.addmv(b_in, w_in,
+                                                             b_out)))
+
+    def _factorized(self, xf: Tensor) -> Tensor:
+        """Steps 2-4 on ``(N, C, P)`` maps without forming ``z`` and
+        ``zbar`` (see ``factorize``); returns ``xbar``, ``(N, C, P)``."""
+        enc = self.encoder
+        return self.decoder.fc_out(self._middle(enc.act(enc.fc_in(xf))))
+
+    def _fused(self, x: Tensor) -> Tensor:
+        """The whole block for an input at the grid, without autocast:
+        :class:`_FusedEnds` around :meth:`_middle`."""
+        n, c, h, w = x.shape
+        enc, dec = self.encoder, self.decoder
+        hidden = enc.fc_in.out_features
+
+        def middle(pre: Tensor) -> Tensor:  # (N*C, P/k) -> (N*C, P/k)
+            return self._middle(F.relu(pre).view(n, c, hidden)).flatten(0, 1)
+
+        mid_params = (enc.fc_out.weight, enc.fc_out.bias, dec.fc_in.weight,
+                      dec.fc_in.bias)
+        out = _FusedEnds.apply(x.reshape(n * c, h * w), middle,
+                               enc.fc_in.weight, enc.fc_in.bias,
+                               dec.fc_out.weight, dec.fc_out.bias,
+                               *mid_params)
+        return out.view(n, c, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the block; see the class docstring."""
@@ -302,6 +385,11 @@ class C3Block(BaseModule):
         xg = self._resize(x, grid) if resized else x
 
         factorized = self._runs_factorized()
+        if factorized and not resized and x.dtype in (
+                torch.float32, torch.float64) and not torch.is_autocast_enabled(
+                    x.device.type):
+            out = self._fused(x)
+            return F.relu_(out) if self.post_act else out
         if factorized:
             xbar = self._factorized(xg.flatten(2)).reshape(n, c, *grid)
         else:
