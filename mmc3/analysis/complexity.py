@@ -9,7 +9,8 @@ the seeds count them, from one of two counters:
 - ``'thop'``: ``thop`` 0.0.22, the counter the released C3 code's
   ``train.py`` calls. It hooks leaf modules of known types only and also
   counts BN (4 per element), ReLU (1) and pooling. mmc3's ``PointwiseConv``
-  and ``FullMapDepthwiseConv`` are counted as the ``Conv2d`` they are.
+  and ``FullMapDepthwiseConv`` are counted as the ``Conv2d`` they are,
+  ``GlobalAvgPool`` as the ``AdaptiveAvgPool2d`` it is.
 
 Every C3 block is switched to its literal steps with the dense message
 (``message_impl='dense'``, ``factorize=False``) while counting, so its
@@ -71,16 +72,18 @@ def dense_messages(model: nn.Module) -> Iterator[int]:
 def _thop_flops(model: nn.Module, shape) -> float:
     try:
         import thop
-        from thop.count_hooks import count_convNd
+        from thop.count_hooks import count_adap_avgpool, count_convNd
     except ImportError as err:
         raise RuntimeError(
             "counter 'thop' needs the thop package (0.0.22, the version the "
             'released C3 code uses): pip install --no-deps thop==0.0.22'
         ) from err
-    from mmc3.models.blocks._layers import FullMapDepthwiseConv, PointwiseConv
+    from mmc3.models.blocks._layers import (FullMapDepthwiseConv,
+                                            GlobalAvgPool, PointwiseConv)
     # thop adds buffers to every module it visits: count a copy
     probe = copy.deepcopy(model)
-    custom = {PointwiseConv: count_convNd, FullMapDepthwiseConv: count_convNd}
+    custom = {PointwiseConv: count_convNd, FullMapDepthwiseConv: count_convNd,
+              GlobalAvgPool: count_adap_avgpool}
     flops, _ = thop.profile(probe, (1, ) + tuple(shape), custom_ops=custom,
                             verbose=False)
     return float(flops)

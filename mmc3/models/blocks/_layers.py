@@ -32,6 +32,20 @@ class PointwiseConv(nn.Conv2d):
         return y.movedim(-1, 1)  # (N, h, w, C_out) -> (N, C_out, h, w)
 
 
+class GlobalAvgPool(nn.AdaptiveAvgPool2d):
+    """Global average pooling, ``(N, C, H, W) -> (N, C, 1, 1)``, as a sum
+    divided by ``H * W``: the same values as ``nn.AdaptiveAvgPool2d(1)``
+    (whose type it keeps, for hook-based counters), but the backward pass
+    broadcasts the gradient as a view (a sum's gradient) instead of
+    materialising an input-sized tensor (a mean's or a pooling's)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
+
+
 class FullMapDepthwiseConv(nn.Conv2d):
     """A depthwise convolution (no bias, no padding) whose kernel covers the
     whole input map: a per-channel weighted sum of the map.
@@ -53,3 +67,39 @@ class FullMapDepthwiseConv(nn.Conv2d):
         # (N, C, h, w) x (C, h, w) -> (N, C) -> (N, C, 1, 1)
         w = self.weight[:, 0]  # (C, 1, h, w) -> (C, h, w)
         return torch.einsum('nchw,chw->nc', x, w)[:, :, None, None]
+
+
+class _ChannelScale(torch.autograd.Function):
+    """``x * gate`` with a per-channel gate ``(N, C, 1, 1)``.
+
+    Autograd's product allocates two input-sized tensors in the backward
+    pass (``G * gate`` and ``G * x`` before its spatial sum); here the
+    second product is formed in the buffer that then receives the first.
+    Keeps ``x`` (the block's input) and the gate.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, gate)
+        return x * gate
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, gate = ctx.saved_tensors
+        buf = torch.mul(grad, x)
+        grad_gate = buf.sum(dim=(2, 3), keepdim=True, dtype=gate.dtype) \
+            if ctx.needs_input_grad[1] else None
+        grad_x = torch.mul(grad, gate, out=buf) \
+            if ctx.needs_input_grad[0] else None
+        return grad_x, grad_gate
+
+
+def scale_channels(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """``x * gate`` for ``x`` ``(N, C, H, W)`` and ``gate`` ``(N, C, 1, 1)``
+    of the same dtype (see :class:`_ChannelScale`); other shapes and dtypes
+    (autocast) broadcast as a plain product."""
+    if (gate.dim() == 4 and gate.shape[2:] == (1, 1)
+            and gate.shape[:2] == x.shape[:2] and gate.dtype == x.dtype
+            and x.dim() == 4):
+        return _ChannelScale.apply(x, gate)
+    return x * gate

@@ -34,7 +34,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ._checks import check_choice, check_int, check_size, renamed
-from ._layers import FullMapDepthwiseConv, PointwiseConv
+from ._layers import (FullMapDepthwiseConv, GlobalAvgPool, PointwiseConv,
+                      scale_channels)
 
 _VARIANTS = ('theta-', 'theta', 'theta+')
 _EXTENTS = (2, 4, 8, 'global')
@@ -46,7 +47,7 @@ def _theta_minus_pool(extent, pooling: str) -> nn.Module:
     """GE-theta-'s gather: global pooling, or kernel ``2e-1``, stride
     ``e``, padding ``e-1`` (padding excluded from averages)."""
     if extent == 'global':
-        return nn.AdaptiveAvgPool2d(1) if pooling == 'avg' \
+        return GlobalAvgPool() if pooling == 'avg' \
             else nn.AdaptiveMaxPool2d(1)
     e = extent
     if pooling == 'avg':
@@ -242,7 +243,7 @@ class GEBlock(BaseModule):
         if gate.shape[2:] != x.shape[2:] and gate.shape[2:] != (1, 1):
             # (N, C, h, w) -> (N, C, H, W); a 1x1 gate broadcasts instead
             gate = F.interpolate(gate, size=x.shape[2:], mode='nearest')
-        return x * gate
+        return scale_channels(x, gate)
 
     def extra_repr(self) -> str:
         s = (f'in_channels={self.in_channels}, extent={self.extent!r}, '

@@ -18,7 +18,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ._checks import check_bool, check_int
-from ._layers import PointwiseConv
+from ._layers import GlobalAvgPool, PointwiseConv, scale_channels
 
 
 @MODELS.register_module()
@@ -66,7 +66,7 @@ class SEBlock(BaseModule):
         self.hidden_channels = max(1, in_channels // ratio)
         #: the squeeze, a module so that hook-based counters (thop) and
         #: forward hooks see it
-        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        self.squeeze = GlobalAvgPool()
         # the paper's 1x1 convolutions, computed as matrix products on the
         # squeezed (N, C, 1, 1) vector (see mmc3.models.blocks._layers)
         self.fc1 = PointwiseConv(in_channels, self.hidden_channels, bias=bias)
@@ -83,7 +83,7 @@ class SEBlock(BaseModule):
                 f'H, W), got {tuple(x.shape)}')
         s = self.squeeze(x)  # (N, C, H, W) -> (N, C, 1, 1)
         s = self.fc2(F.relu(self.fc1(s)))  # -> (N, C/r, 1, 1) -> (N, C, 1, 1)
-        return x * self.gate(s)  # broadcast over (H, W)
+        return scale_channels(x, self.gate(s))  # broadcast over (H, W)
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, ratio={self.ratio}, '

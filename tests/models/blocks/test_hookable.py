@@ -60,3 +60,26 @@ def test_fast_layers_equal_the_convolutions():
     with pytest.raises(ValueError, match=r'FullMapDepthwiseConv: expected '
                        r'maps of size \(4, 5\), got \(4, 4\)'):
         full(x[..., :4])
+
+
+def test_global_pool_and_channel_scale_equal_the_plain_ops():
+    """GlobalAvgPool and scale_channels give the values and gradients of
+    AdaptiveAvgPool2d(1) and of a broadcast product (float64), keep the
+    pooling type for counters, and fall back to the product for gates that
+    are not per channel."""
+    from mmc3.models.blocks._layers import GlobalAvgPool, scale_channels
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, 6, dtype=torch.float64, requires_grad=True)
+    gate = torch.rand(3, 5, 1, 1, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(3, 5, 4, 6, dtype=torch.float64)
+    pool = GlobalAvgPool()
+    assert isinstance(pool, torch.nn.AdaptiveAvgPool2d)
+    ours = scale_channels(x, gate) + pool(x) * 0.5
+    plain = x * gate + F.adaptive_avg_pool2d(x, 1) * 0.5
+    torch.testing.assert_close(ours, plain)
+    for a, b in zip(torch.autograd.grad(ours, (x, gate), up),
+                    torch.autograd.grad(plain, (x, gate), up)):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(scale_channels, (x, gate))
+    spatial = torch.rand(3, 5, 4, 6, dtype=torch.float64)
+    torch.testing.assert_close(scale_channels(x, spatial), x * spatial)

@@ -1,7 +1,6 @@
 """Smoke test of tools/analysis_tools/benchmark_detector.py (worker mode,
 in-process, on shrunk copies of two detector configs)."""
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -29,30 +28,62 @@ def load_tool():
     return module
 
 
-@pytest.mark.parametrize('name,with_blocks,impl', [
-    ('baseline', False, None),
-    ('c3', True, None),
-    ('c3', True, 'dense'),
-])
-def test_worker_times_one_training_iteration(name, with_blocks, impl,
-                                             tmp_path, capsys):
+def _small(tmp_path, name):
     small = shrink_config(
         Config.fromfile(str(ROOT / 'configs' / f'faster_rcnn_r101_{name}.py')))
     path = tmp_path / f'small_{name}.py'
     small.dump(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize('names,impl', [(('baseline', 'c3', 'se'), None),
+                                        (('baseline', 'c3'), 'dense')])
+def test_alternates_configs_and_profiles_the_blocks(names, impl, tmp_path,
+                                                    capsys):
+    """Every config runs its iterations in alternation, the table has one
+    row per config with the median, spread and per-round ratio, and the
+    profile attributes a share of the iteration to the blocks, forward and
+    backward (none to the baseline)."""
     tool = load_tool()
     extra = ['--c3-message-impl', impl] if impl else []
-    tool.main([str(path), '--worker', '--size', '64', '--rois', '4',
-               '--warmup', '0', '--iters', '2', '--threads', '1'] + extra)
-    lines = [line for line in capsys.readouterr().out.splitlines()
-             if line.startswith('RESULT ')]
-    assert len(lines) == 1
-    result = json.loads(lines[0][len('RESULT '):])
-    assert len(result['times']) == 2 and min(result['times']) > 0
-    assert (result['block_params'] > 0) == with_blocks
-    assert result['params'] > result['block_params']
-    assert result['threads'] == 1
-    if impl:
-        assert result['c3_message_impls'] == [impl]
-    else:  # as configured
-        assert len(result['c3_message_impls']) == int(with_blocks)
+    out = tool.main([_small(tmp_path, n) for n in names] + [
+        '--size', '64', '--rois', '4', '--warmup', '0', '--iters', '2',
+        '--threads', '1'] + extra)
+    text = capsys.readouterr().out
+    assert out['threads'] == 1
+    assert out['rates']['bandwidth'] > 0 and out['rates']['sgemm'] > 0
+    assert 'memory bandwidth' in text and 'sgemm' in text
+    # alternation: the round lines print one time per config
+    rounds = [line for line in text.splitlines()
+              if line.startswith('round ')]
+    assert len(rounds) == 2
+    assert all(len(line.split(': ')[1].split()) == len(names)
+               for line in rounds)
+    for name, r in zip(names, out['results']):
+        assert len(r['times']) == 2 and min(r['times']) > 0
+        assert (r['block_params'] > 0) == (name != 'baseline')
+        row = [line for line in text.splitlines()
+               if line.startswith(f'| small_{name} |')]
+        assert len(row) == 1
+        prof = r['profile']
+        if name == 'baseline':
+            assert r['blocks'] == 0 and 'no blocks' in row[0]
+            assert prof['forward'] == 0 and prof['backward'] == 0
+        else:
+            assert r['blocks'] > 0 and prof['ranges'] == r['blocks']
+            assert prof['forward'] > 0 and prof['backward'] > 0
+            assert prof['forward'] + prof['backward'] < prof['wall']
+            assert '%) of ' in row[0]
+        if name == 'c3':
+            assert r['c3_message_impls'] == [impl or 'auto']
+    assert out['results'][0]['times'] and '1.000x' in text
+
+
+def test_argument_errors():
+    tool = load_tool()
+    for bad in (['--iters', '0'], ['--rois', '0'], ['--warmup', '-1']):
+        with pytest.raises(SystemExit):
+            tool.parse_args(bad)
+    args = tool.parse_args([])
+    assert args.rois == 512 and args.iters >= 10
+    assert len(args.configs) == 5
