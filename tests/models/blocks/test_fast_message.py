@@ -970,3 +970,27 @@ def test_given_summaries_of_the_wrong_shape_raise():
         with pytest.raises(ValueError, match=r'v must be None or a \(2, 8\) '
                            r'tensor .* got \(2, 8, 1\)'):
             fn(torch.randn(2, 8, 1))
+
+
+def test_many_isolated_channels_go_to_the_chunked_dense_path(monkeypatch):
+    """Channel means spread over hundreds of units isolate most channels;
+    their exact rows would be a (groups, M, C) tensor in one piece, so the
+    call goes to the dense path (chunked) and still gives the exact message;
+    a few isolated channels stay on the fast path."""
+    calls = []
+    real_dense = function.dense_message
+    monkeypatch.setattr(function, 'dense_message',
+                        lambda *a, **k: calls.append('dense') or real_dense(
+                            *a, **k))
+    torch.manual_seed(5)
+    # 20 x 2048 channels 1.5 units apart (isolated: nobody within 1): exact
+    # rows of 20 x 2048 x 2048 weights, beyond DENSE_MAX_ELEMENTS
+    v = torch.stack([torch.randperm(2048) * 1.5 for _ in range(20)])
+    z = make_z(v, 4, scale=0.3)
+    out = fast_message(z)
+    assert calls == ['dense']
+    assert rel_error(out, reference_message(z, True), z) <= 1e-5
+    few = torch.randn(3, 256) * 0.3
+    few[:, :3] = torch.tensor([40.0, 80.0, -60.0])
+    fast_message(make_z(few, 4))
+    assert calls == ['dense']

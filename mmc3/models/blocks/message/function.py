@@ -106,7 +106,12 @@ at ``P = 4``, from 192 at ``P = 49`` (dense still ahead at 128) and from
 the dense one below (``group_size=64`` stays dense even with 2048 channels).
 Costs that the fast path cannot avoid: a group with many isolated channels
 (e.g. ``v`` spread over hundreds of units) gets their rows exactly, i.e.
-densely.
+densely. When those rows would hold more than ``max(DENSE_MAX_ELEMENTS,
+B C^2 / 8)`` weights (``B`` groups of ``C``), :func:`fast_message` hands the
+whole call to :func:`dense_message`, which forms its affinities in bounded
+chunks (a C4 detector whose channel means had drifted apart in training
+once spent minutes and gigabytes per iteration in one unchunked
+``(groups, M, C)`` tensor of exact rows).
 
 Gradients. :class:`_FastMessage` has a written backward (the gradient of
 the approximation itself, not of the exact softmax): the translation is its
@@ -127,7 +132,7 @@ from torch.autograd.function import once_differentiable
 from .binning import (BIN_WIDTHS, _choose_expansion, _exact_channels,
                       _sorted_summaries)
 from .centred import centred_message, centred_order
-from .dense import _check_summaries, dense_message
+from .dense import DENSE_MAX_ELEMENTS, _check_summaries, dense_message
 from .layout import _chunks, _Layout, _slopes
 from .translation import _Translation
 
@@ -381,6 +386,14 @@ def fast_message(z: Tensor,
             return centred_message(zc, vc, exclude_self,
                                    order).to(z.dtype).reshape(n, c, p)
         v_sorted, perm = _sorted_summaries(vd)
+        exact = _exact_channels(v_sorted, perm) if exclude_self else None
+        if exact is not None and exact[1].numel() * cg > max(
+                DENSE_MAX_ELEMENTS, batch * cg * cg // 8):
+            # many isolated channels: their exact rows would form a
+            # (groups, M, C) tensor approaching the dense path's, in one
+            # piece (and the bins of so spread a group are many); the dense
+            # path forms its affinities in bounded chunks
+            return dense_message(z, exclude_self, group_size, v=v)
         chosen = _choose_expansion(v_sorted, tol, cg, exclude_self)
         if chosen is None:
             return dense_message(z, exclude_self, group_size, v=v)
@@ -391,7 +404,6 @@ def fast_message(z: Tensor,
         # the gradient)
         b = torch.empty_like(binning.b).scatter_(1, perm, binning.b)
         shift = v_sorted[:, :1] + (b.to(compute_dtype) + 0.5) * h
-        exact = _exact_channels(v_sorted, perm) if exclude_self else None
         if exact is not None:
             exact += (cg, )
         chunks = [(start * cg, end * cg,
