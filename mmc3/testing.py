@@ -1,10 +1,13 @@
 """Helpers shared by the tests and the benchmarks (as ``mmdet.testing``):
-config surgery that keeps a model offline and synthetic detection batches.
+config surgery that keeps a model offline, synthetic detection batches and
+the machine's memory bandwidth and sgemm rate.
 
 Nothing here imports a codebase at module level: ``import mmc3.testing``
 needs torch only; :func:`det_fake_batch` imports mmdet when called.
 """
-from typing import Any, Sequence, Tuple
+import statistics
+import time
+from typing import Any, Dict, Sequence, Tuple
 
 
 def drop_pretrained(node: Any) -> None:
@@ -86,3 +89,66 @@ def det_fake_batch(image_shapes: Sequence[Tuple[int, int]], num_classes: int,
         sample.gt_instances = gt
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
+
+
+def machine_rates(repeats: int = 5) -> Dict[str, float]:
+    """The CPU's memory bandwidth and float32 matrix-product rate, measured
+    now (benchmarks print them beside their timings, from the same run).
+
+    Returns:
+        dict: ``bandwidth`` in GB/s (copy of a 256 MiB float32 tensor into
+        another, counting the read and the write) and ``sgemm`` in GFLOP/s
+        (a 2048 x 2048 x 2048 product, 2 flops per multiply-add); medians
+        of ``repeats`` after one untimed run.
+    """
+    import torch
+    a = torch.randn(1 << 26)
+    b = torch.empty_like(a)
+    m1, m2 = torch.randn(2048, 2048), torch.randn(2048, 2048)
+
+    def median_time(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    copy = median_time(lambda: b.copy_(a))
+    gemm = median_time(lambda: torch.mm(m1, m2))
+    return dict(bandwidth=2 * a.numel() * 4 / copy / 1e9,
+                sgemm=2 * 2048**3 / gemm / 1e9)
+
+
+#: glibc ``mallopt`` parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's allocator keep and reuse freed memory, as PyTorch's
+    CUDA caching allocator does on a GPU, instead of returning every large
+    block to the system and taking it back page by page.
+
+    By default glibc serves blocks above a dynamic threshold (at most
+    32 MiB) with ``mmap`` and unmaps them when freed, so every new tensor of
+    that size is faulted in page by page on first touch. On some virtual
+    machines that costs more than the arithmetic of the block being timed
+    (seen here: a fresh 51 MiB output took 13 ms to fill against 3.4 ms for
+    a reused one), and the threshold moves with what ran before, so
+    timings depend on the process's history. After this call freed blocks
+    stay in the process (its resident memory does not shrink) and are
+    served again from the heap. Call it before the first large allocation;
+    it affects the whole process.
+
+    Returns:
+        bool: Whether glibc accepted both settings (False elsewhere).
+    """
+    import ctypes
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+        big = ctypes.c_int(2**30)  # 1 GiB: the largest threshold glibc takes
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, big)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(2**31 - 1)))
+    except (OSError, AttributeError):
+        return False

@@ -1,4 +1,7 @@
 """mmc3.testing: the helpers the tests and the benchmarks share."""
+import os
+from pathlib import Path
+
 import torch
 
 from mmc3.testing import det_fake_batch, drop_pretrained, set_block_key
@@ -42,3 +45,42 @@ def test_det_fake_batch_boxes_fit_and_repeat():
         masks = sample.gt_instances.masks.to_ndarray()
         assert masks.shape == (6, h, w) and masks.any(axis=(1, 2)).all()
         assert torch.equal(boxes, again.gt_instances.bboxes)
+
+
+def test_machine_rates_are_positive_numbers():
+    from mmc3.testing import machine_rates
+    rates = machine_rates(repeats=1)
+    assert set(rates) == {'bandwidth', 'sgemm'}
+    assert all(v > 0 for v in rates.values())
+
+
+def _rss_after_free(keep: bool) -> tuple:
+    """In a child (the settings last for the process): whether glibc took
+    them, and how much of a freed 64 MiB tensor the process still holds."""
+    import subprocess
+    import sys
+    code = (
+        'import torch, mmc3.testing as t\n'
+        f'ok = t.keep_freed_memory() if {keep} else True\n'
+        'def rss():\n'
+        '    return int([l for l in open("/proc/self/status")\n'
+        '                if l.startswith("VmRSS")][0].split()[1])\n'
+        'before = rss()\n'
+        'a = torch.ones(1 << 24); del a\n'
+        'print(ok, rss() - before)\n')
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, timeout=120, cwd=root,
+                         env=dict(os.environ, PYTHONPATH=root))
+    assert out.returncode == 0, out.stderr
+    ok, held = out.stdout.split()
+    return ok == 'True', int(held)
+
+
+def test_keep_freed_memory_keeps_a_freed_large_tensor():
+    """By default glibc unmaps a freed 64 MiB block at once (the memory
+    leaves the process); after keep_freed_memory() it stays for reuse."""
+    ok, held = _rss_after_free(keep=True)
+    assert ok and held >= 48 * 1024  # KiB
+    ok, held = _rss_after_free(keep=False)
+    assert held < 16 * 1024

@@ -40,13 +40,19 @@ def test_benchmark_blocks_prints_block_and_bottleneck_rows():
     for row in rows[1:]:
         assert row[0] == '2x2048x7x7'
         assert float(row[3]) > 0  # latency was measured
-    # the bottleneck is the reference of every ratio: each ratio cell is the
+    # the time ratio is the median of the per-pair ratios, within its
+    # printed min-max
+    for row in rows[2:]:
+        med, lo, hi = map(float, re.match(
+            r'([\d.]+) \[([\d.]+)-([\d.]+)\]', row[4]).groups())
+        assert lo <= med <= hi
+    # the bottleneck is the reference of the memory ratios: each is the
     # block's value over the bottleneck's, up to the printed rounding
     # (values to 0.05, ratios to 0.0005)
     ref = rows[1]
     assert float(ref[4]) == 1.0
     for row in rows[2:]:
-        for value, reference, printed in ((3, 3, 4), (5, 5, 6), (7, 7, 8)):
+        for value, reference, printed in ((5, 5, 6), (7, 7, 8)):
             if row[value] == 'n/a' or ref[reference] == 'n/a':
                 continue
             a, b = float(row[value]), float(ref[reference])
@@ -54,6 +60,13 @@ def test_benchmark_blocks_prints_block_and_bottleneck_rows():
                 continue
             slack = 0.0005 + 0.05 / b + a * 0.05 / (b * (b - 0.05))
             assert abs(float(row[printed]) - a / b) <= slack, (row, ref)
+    # the floor and the distance to it: time / floor, to the printed digits
+    for row in rows[1:]:
+        ms, floor, times = float(row[3]), float(row[9]), float(row[10])
+        assert floor > 0
+        assert abs(times - ms / floor) <= 0.05 + ms * 0.05 / floor**2
+    assert re.search(r'memory bandwidth [\d.]+ GB/s .*sgemm \d+ GFLOP/s',
+                     out), out
     # the C3 block's parameters do not depend on the channels (7x7, k=8)
     assert rows[3][2] == '1,286'
 

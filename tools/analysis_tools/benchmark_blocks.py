@@ -39,6 +39,21 @@ Memory (reported in MiB, two measures):
   ``malloc_trim``) during the pass: everything the pass touches, transient
   buffers and gradients included, as the operating system sees it.
 
+Timing. Each block is timed in alternation with its bottleneck (bottleneck,
+block, bottleneck, block, ...: ``--repeats`` pairs after ``--warmup``), so
+that drift hits both alike; the ratio is the median over pairs of the
+per-pair ratio, printed with its min-max. The bottleneck's row gives the
+median of all its timed passes.
+
+Distance to the machine. The memory bandwidth and sgemm rate are measured
+in the same run (:func:`mmc3.testing.machine_rates`). Every block must at
+least read its input and write its output forward, and read the incoming
+gradient and the input and write the input's gradient backward: five passes
+over an input-sized tensor. ``floor`` is the larger of those passes at the
+measured bandwidth and the block's matrix-product flops (forward +
+backward, counted by ``torch.utils.flop_counter``) at the sgemm rate;
+``x floor`` is the measured time over it.
+
 Example (quick)::
 
     python tools/analysis_tools/benchmark_blocks.py --rois 32 --repeats 3
@@ -148,19 +163,42 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def latency_ms(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor,
-               warmup: int, repeats: int) -> float:
-    """Median wall time of ``repeats`` forward + backward passes."""
+def timed_ms(module: nn.Module, x: torch.Tensor,
+             grad_out: torch.Tensor) -> float:
+    """Wall time of one forward + backward pass, in ms."""
+    sync(x.device)
+    t0 = time.perf_counter()
+    fwd_bwd(module, x, grad_out)
+    sync(x.device)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def alternate_ms(first: nn.Module, second: nn.Module, x: torch.Tensor,
+                 grads: Tuple[torch.Tensor, torch.Tensor], warmup: int,
+                 repeats: int) -> Tuple[List[float], List[float]]:
+    """Times of ``first`` and ``second`` in alternation (A B A B ...):
+    ``repeats`` timed pairs after ``warmup`` untimed ones."""
     for _ in range(warmup):
-        fwd_bwd(module, x, grad_out)
-    times = []
+        fwd_bwd(first, x, grads[0])
+        fwd_bwd(second, x, grads[1])
+    times_a, times_b = [], []
     for _ in range(repeats):
-        sync(x.device)
-        t0 = time.perf_counter()
+        times_a.append(timed_ms(first, x, grads[0]))
+        times_b.append(timed_ms(second, x, grads[1]))
+    return times_a, times_b
+
+
+def matmul_flops(module: nn.Module, x: torch.Tensor,
+                 grad_out: torch.Tensor) -> int:
+    """Flops of the matrix products and convolutions of one forward +
+    backward pass (``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
         fwd_bwd(module, x, grad_out)
-        sync(x.device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    return counter.get_total_flops()
 
 
 def saved_mib(module: nn.Module, x: torch.Tensor,
@@ -259,15 +297,19 @@ def c3_attention_gib(cfg: dict, batch: int, channels: int) -> float:
     return batch * channels * min(group, channels) * 4 / float(1 << 30)
 
 
-def measure(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor,
-            args: argparse.Namespace) -> dict:
+def memory(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor,
+           rates: dict) -> dict:
+    """Saved and peak memory, parameters and the time floor of one pass."""
     module.train()
-    ms = latency_ms(module, x, grad_out, args.warmup, args.repeats)
     saved = saved_mib(module, x, grad_out)
     peak = peak_mib(module, x, grad_out)
+    flops = matmul_flops(module, x, grad_out)
     module.zero_grad(set_to_none=True)
     x.grad = None
-    return dict(ms=ms, saved=saved, peak=peak,
+    passes_ms = 5 * x.numel() * x.element_size() / (rates['bandwidth'] *
+                                                     1e9) * 1e3
+    flops_ms = flops / (rates['sgemm'] * 1e9) * 1e3
+    return dict(saved=saved, peak=peak, floor=max(passes_ms, flops_ms),
                 params=sum(p.numel() for p in module.parameters()))
 
 
@@ -283,10 +325,10 @@ def ratio(a: Optional[float], b: Optional[float]) -> str:
 
 def note_row(prefix: str, note: str) -> str:
     """A table row whose measurement cells are replaced by one note."""
-    return f'{prefix} {note} |' + ' |' * 6
+    return f'{prefix} {note} |' + ' |' * 8
 
 
-def run(args: argparse.Namespace) -> List[str]:
+def run(args: argparse.Namespace, rates: dict) -> List[str]:
     device = torch.device(args.device)
     rows = []
     for shape_name in args.shapes:
@@ -298,22 +340,20 @@ def run(args: argparse.Namespace) -> List[str]:
         torch.manual_seed(0)
         x = torch.randn(batch, c, h, w, device=device, requires_grad=True)
 
-        bott = Bottleneck(**spec['bottleneck']).to(device)
+        bott = Bottleneck(**spec['bottleneck']).to(device).train()
         with torch.no_grad():
             out_shape = bott(x).shape
-        grad_out = torch.randn(out_shape, device=device)
-        ref = measure(bott, x, grad_out, args)
-        del bott, grad_out
+        bott_grad = torch.randn(out_shape, device=device)
+        ref = memory(bott, x, bott_grad, rates)
+        bott_times: List[float] = []
         b = spec['bottleneck']
         bott_name = (f"bottleneck {b['inplanes']}-{b['planes']}-"
                      f"{b['planes']}-{b['planes'] * 4}"
                      + (f" s{b['stride']}" if b['stride'] > 1 else '')
                      + (' caffe' if b.get('style') == 'caffe' else '')
                      + (f" d{b['dilation']}" if b['dilation'] > 1 else ''))
-        rows.append(f'| {shape_str} | {bott_name} | {ref["params"]:,} | '
-                    f'{ref["ms"]:.1f} | 1 | {fmt(ref["saved"])} | 1 | '
-                    f'{fmt(ref["peak"])} | 1 |')
-        print('  ' + rows[-1], flush=True)
+        bott_row = len(rows)
+        rows.append('')  # filled in once all its passes are timed
 
         grad_out = torch.randn_like(x)
         for name in args.blocks:
@@ -330,14 +370,17 @@ def run(args: argparse.Namespace) -> List[str]:
                     print('  ' + rows[-1], flush=True)
                     continue
             try:
-                block = build_block(cfg, c).to(device)
+                block = build_block(cfg, c).to(device).train()
             except Exception as e:  # report, do not crash the table
                 rows.append(note_row(prefix, f'not available '
                                      f'({type(e).__name__}: {e})'))
                 print('  ' + rows[-1], flush=True)
                 continue
             try:
-                res = measure(block, x, grad_out, args)
+                t_bott, t_block = alternate_ms(bott, block, x,
+                                               (bott_grad, grad_out),
+                                               args.warmup, args.repeats)
+                res = memory(block, x, grad_out, rates)
             except (RuntimeError, ValueError, MemoryError) as e:
                 rows.append(note_row(prefix, f'failed ({type(e).__name__}: '
                                      f'{str(e).splitlines()[0][:120]})'))
@@ -346,13 +389,30 @@ def run(args: argparse.Namespace) -> List[str]:
             finally:
                 del block
                 gc.collect()
+            bott_times += t_bott
+            pair = [k / r for k, r in zip(t_block, t_bott)]
+            ms = statistics.median(t_block)
             rows.append(
-                f'{prefix} {res["params"]:,} | {res["ms"]:.1f} | '
-                f'{ratio(res["ms"], ref["ms"])} | {fmt(res["saved"])} | '
+                f'{prefix} {res["params"]:,} | {ms:.1f} | '
+                f'{statistics.median(pair):.3f} [{min(pair):.3f}-'
+                f'{max(pair):.3f}] | {fmt(res["saved"])} | '
                 f'{ratio(res["saved"], ref["saved"])} | {fmt(res["peak"])} | '
-                f'{ratio(res["peak"], ref["peak"])} |')
+                f'{ratio(res["peak"], ref["peak"])} | {res["floor"]:.1f} | '
+                f'{ms / res["floor"]:.1f} |')
             print('  ' + rows[-1], flush=True)
-        del x, grad_out
+        if not bott_times:  # no block ran: time the bottleneck alone
+            for _ in range(args.warmup):
+                fwd_bwd(bott, x, bott_grad)
+            bott_times = [timed_ms(bott, x, bott_grad)
+                          for _ in range(args.repeats)]
+        bott_ms = statistics.median(bott_times)
+        rows[bott_row] = (
+            f'| {shape_str} | {bott_name} | {ref["params"]:,} | '
+            f'{bott_ms:.1f} | 1 | {fmt(ref["saved"])} | 1 | '
+            f'{fmt(ref["peak"])} | 1 | {ref["floor"]:.1f} | '
+            f'{bott_ms / ref["floor"]:.1f} |')
+        print('  ' + rows[bott_row], flush=True)
+        del x, grad_out, bott, bott_grad
         gc.collect()
     return rows
 
@@ -369,7 +429,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='RoIs per batch for the roi7/roi14 shapes '
                         '(mmdet samples 512 per image)')
     parser.add_argument('--repeats', type=int, default=5,
-                        help='timed forward+backward passes (median)')
+                        help='timed (bottleneck, block) pairs of '
+                        'forward+backward passes per block')
     parser.add_argument('--warmup', type=int, default=1,
                         help='untimed passes before timing')
     parser.add_argument('--threads', type=int, default=os.cpu_count(),
@@ -378,6 +439,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='skip a dense C3 configuration whose R x C x C '
                         '(or R x C x group) float32 softmax tensor alone '
                         'exceeds this many GiB')
+    parser.add_argument(
+        '--allocator', choices=('system', 'cached'), default='system',
+        help="'system': glibc as configured (large tensors mmapped and "
+        "faulted in page by page); 'cached': freed memory kept and reused, "
+        'as the CUDA caching allocator does on a GPU '
+        '(mmc3.testing.keep_freed_memory)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
                         else 'cpu', help='cpu or cuda')
     args = parser.parse_args(argv)
@@ -391,6 +458,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
+    if args.allocator == 'cached':
+        from mmc3.testing import keep_freed_memory
+        if not keep_freed_memory():
+            raise SystemExit('--allocator cached needs glibc')
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == 'cuda':
@@ -399,20 +470,29 @@ def main(argv: Optional[List[str]] = None) -> None:
         peak_doc = 'process peak RSS (VmHWM) increase'
     else:
         peak_doc = 'n/a (needs Linux /proc/self/clear_refs)'
+    from mmc3.testing import machine_rates
+    rates = machine_rates()
     print(f'torch {torch.__version__}, device {device}, '
           f'{torch.get_num_threads()} threads, float32, train mode; '
-          f'latency = median of {args.repeats} forward+backward passes after '
-          f'{args.warmup} warm-up; saved = tensors saved for backward '
+          f'{args.repeats} (bottleneck, block) pairs of forward+backward '
+          f'passes after {args.warmup} warm-up, ratio = median [min-max] of '
+          f'the per-pair ratios; saved = tensors saved for backward '
           f'(excluding input and parameters); peak = {peak_doc}',
+          flush=True)
+    print(f'allocator: {args.allocator}', flush=True)
+    print(f'machine, same run: memory bandwidth {rates["bandwidth"]:.1f} '
+          f'GB/s (copy), sgemm {rates["sgemm"]:.0f} GFLOP/s; floor = max(5 '
+          f'input-sized passes at that bandwidth, matmul flops at that rate)',
           flush=True)
     if hasattr(os, 'getloadavg'):
         print('load average before the run (1/5/15 min): '
               + ' '.join(f'{v:.2f}' for v in os.getloadavg()), flush=True)
-    rows = run(args)
+    rows = run(args, rates)
     print()
-    print('| input | module | params | fwd+bwd ms | ratio | saved MiB | '
-          'ratio | peak MiB | ratio |')
-    print('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+    print('| input | module | params | fwd+bwd ms | ratio [min-max] | '
+          'saved MiB | ratio | peak MiB | ratio | floor ms | x floor |')
+    print('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | '
+          '---: | ---: |')
     for row in rows:
         print(row)
     cmd = ' '.join([sys.argv[0]] + (argv or sys.argv[1:]))

@@ -3,15 +3,34 @@
 Builds each config's real model (full widths, ResNet-101 C4: backbone stem +
 stages 1-3, stage 4 as the RoI head with its blocks), with pretrained
 weights off, and times ``model.train_step`` (forward, loss, backward,
-optimizer step) on one synthetic image. The input is shrunk (default one
-320x320 image) and the number of sampled RoIs is a flag (``--rois``, the
-recipe samples 512 per image), so that the run fits a CPU; everything else is
-the recipe's architecture. Each config runs in its own subprocess, so peak
-memory is per model. Ratios are to the first config (the baseline).
+optimizer step) on synthetic images. The image is shrunk (default one
+480x480 image); the RoI head samples the recipe's 512 RoIs per image by
+default (``--rois``), which is where stage 4 and its blocks spend their time.
 
-Example (CPU, from the repository root)::
+Credible ratios on a noisy machine:
 
-    python tools/analysis_tools/benchmark_detector.py --rois 32 --iters 3
+- All models live in one process and the configs alternate iteration by
+  iteration (A B C ... A B C ...), so drift (thermal, other load, the
+  allocator's state) hits every config alike.
+- Each config runs ``--iters`` timed iterations (default 10) after
+  ``--warmup``; the table gives the median, the spread (min-max) and the
+  ratio to the first config as the median over rounds of the per-round
+  ratio (each round's iterations are neighbours in time), with its min-max.
+- Before timing, each model's BN layers take the statistics of the
+  synthetic batch (one forward pass), as a pretrained network's would
+  (:meth:`Detector.calibrate_norms`): with random weights and the recipe's
+  frozen BNs the activations would grow without bound through the network.
+- One more iteration per config runs under ``torch.profiler``: every
+  channel block's forward is a ``record_function`` range and its backward
+  the autograd nodes created inside it (matched by sequence number), so the
+  profile says what share of the iteration the blocks take, forward and
+  backward.
+- The machine's memory bandwidth (a 256 MiB copy) and sgemm throughput
+  (a 2048^3 float32 product) are measured in the same run and printed.
+
+Example (CPU, from the repository root; about 15 minutes on 2 cores)::
+
+    python tools/analysis_tools/benchmark_detector.py
 
 Note: C3's message passing has two implementations (``C3Block``'s
 ``message_impl``): the dense reference materialises a ``C x C`` affinity
@@ -22,23 +41,21 @@ keep it) to compare them::
 
     python tools/analysis_tools/benchmark_detector.py \
         configs/faster_rcnn_r101_baseline.py configs/faster_rcnn_r101_c3.py \
-        --c3-message-impl dense
+        --c3-message-impl dense --rois 64
 """
 import argparse
-import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIGS = [
-    f'configs/faster_rcnn_r101_{name}.py'
+    str(ROOT / 'configs' / f'faster_rcnn_r101_{name}.py')
     for name in ('baseline', 'se', 'c3', 'ce', 'ge')
 ]
+BLOCK_TYPES = ('C3Block', 'SEBlock', 'CEBlock', 'GEBlock')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,141 +64,259 @@ def parse_args(argv=None) -> argparse.Namespace:
         'configs', nargs='*', default=DEFAULT_CONFIGS,
         help='detector configs; ratios are relative to the first '
         '(default: the five Faster R-CNN R-101 C4 COCO configs)')
-    parser.add_argument('--size', type=int, default=320,
-                        help='side of the square input image (default 320)')
+    parser.add_argument('--size', type=int, default=480,
+                        help='side of the square input image (default 480)')
     parser.add_argument('--images', type=int, default=1,
                         help='images per iteration (default 1)')
-    parser.add_argument('--rois', type=int, default=32,
+    parser.add_argument('--rois', type=int, default=512,
                         help='RoIs sampled per image for the RoI head '
-                        '(default 32; the recipe uses 512)')
+                        '(default 512, the recipe\'s)')
     parser.add_argument('--warmup', type=int, default=1,
-                        help='untimed iterations first (default 1)')
-    parser.add_argument('--iters', type=int, default=3,
-                        help='timed iterations (default 3)')
+                        help='untimed iterations per config first '
+                        '(default 1)')
+    parser.add_argument('--iters', type=int, default=10,
+                        help='timed iterations per config, alternating '
+                        '(default 10)')
+    parser.add_argument('--no-profile', action='store_true',
+                        help='skip the profiled iteration')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default)')
+    parser.add_argument(
+        '--allocator', choices=('system', 'cached'), default='system',
+        help="'system': glibc as configured (large tensors mmapped and "
+        "faulted in page by page); 'cached': freed memory kept and reused, "
+        'as the CUDA caching allocator does on a GPU '
+        '(mmc3.testing.keep_freed_memory)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
         '--c3-message-impl', default=None,
         help="set every C3Block's message_impl (e.g. 'dense', 'fast', "
         "'auto'); default: as configured")
-    parser.add_argument('--worker', action='store_true',
-                        help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ('size', 'images', 'rois', 'iters'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name} must be >= 1, got {getattr(args, name)}')
+    if args.warmup < 0:
+        parser.error(f'--warmup must be >= 0, got {args.warmup}')
+    return args
+
+
+def _blocks(model) -> list:
+    """(name, module) of every channel block in the model."""
+    return [(n, m) for n, m in model.named_modules()
+            if type(m).__name__ in BLOCK_TYPES]
 
 
 def _block_params(model) -> int:
-    """Parameters of the plugins of every bottleneck (mmdet plugin names)."""
-    total = 0
-    for module in model.modules():
-        for pos in ('after_conv1', 'after_conv2', 'after_conv3'):
-            for name in getattr(module, f'{pos}_plugin_names', []):
-                total += sum(
-                    p.numel() for p in getattr(module, name).parameters())
-    return total
+    """Parameters of every channel block of the model."""
+    return sum(p.numel() for _, m in _blocks(model) for p in m.parameters())
 
 
-def run_worker(config: str, args: argparse.Namespace) -> dict:
+class Detector:
+    """One config's model, optimizer and fixed synthetic batch."""
+
+    def __init__(self, config: str, args: argparse.Namespace) -> None:
+        import torch
+        from mmengine.config import Config
+        from mmengine.optim import OptimWrapper
+        from mmengine.registry import MODELS, DefaultScope
+
+        from mmc3.testing import det_fake_batch, drop_pretrained, \
+            set_block_key
+
+        cfg = Config.fromfile(config)
+        drop_pretrained(cfg.model)
+        cfg.model.train_cfg.rcnn.sampler.num = args.rois
+        if args.c3_message_impl:
+            set_block_key(cfg.model, 'C3Block', 'message_impl',
+                          args.c3_message_impl)
+        with DefaultScope.overwrite_default_scope(cfg.default_scope):
+            self.model = MODELS.build(cfg.model)
+        self.model.init_weights()
+        self.model.to(args.device)
+        self.model.train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optim = OptimWrapper(
+            torch.optim.SGD(params, lr=1e-5, momentum=0.9))
+        num_classes = cfg.model.roi_head.bbox_head.num_classes
+        # square images, 4 random boxes of 1/8 to 1/2 of the side each
+        self.batch = det_fake_batch([(args.size, args.size)] * args.images,
+                                    num_classes, num_boxes=4,
+                                    min_box=args.size // 8)
+        self.config, self.device = config, args.device
+        self.times: list = []
+        self.calibrate_norms()
+
+    def calibrate_norms(self) -> None:
+        """Give every BN layer the statistics of the synthetic batch.
+
+        The recipe's BNs are frozen (``norm_eval=True``) and a randomly
+        initialised network with identity running statistics grows its
+        activations layer by layer: by stage 4 they are orders of magnitude
+        off, the channel blocks see maps no pretrained network produces
+        and C3's message, whose cost follows the spread of its channel
+        means, takes its slowest paths. One forward pass with the BNs
+        averaging the batch's statistics (``momentum=None``) gives them the
+        normalisation a pretrained network has; then the model returns to
+        the recipe's modes.
+        """
+        import torch
+        from torch.nn.modules.batchnorm import _BatchNorm
+        norms = [m for m in self.model.modules() if isinstance(m, _BatchNorm)]
+        saved = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        with torch.no_grad():
+            data = self.model.data_preprocessor(self.batch, True)
+            self.model._run_forward(data, mode='loss')
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        self.model.train()  # norm_eval puts the BNs back in eval mode
+
+    def step(self) -> float:
+        import torch
+        start = time.perf_counter()
+        self.model.train_step(self.batch, self.optim)
+        if self.device.startswith('cuda'):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def info(self) -> dict:
+        return dict(
+            config=self.config, times=self.times,
+            params=sum(p.numel() for p in self.model.parameters()),
+            block_params=_block_params(self.model),
+            blocks=len(_blocks(self.model)),
+            c3_message_impls=sorted({
+                str(m.message_impl) for _, m in _blocks(self.model)
+                if type(m).__name__ == 'C3Block'}))
+
+
+def profile_blocks(det: Detector) -> dict:
+    """One profiled iteration: wall time, and the CPU time of the channel
+    blocks' forward ranges and of the backward nodes they created."""
     import torch
-    from mmengine.config import Config
-    from mmengine.optim import OptimWrapper
-    from mmengine.registry import MODELS, DefaultScope
+    from torch.profiler import ProfilerActivity, profile, record_function
 
-    from mmc3.testing import det_fake_batch, drop_pretrained, set_block_key
+    blocks = _blocks(det.model)
+    originals = []
+    for name, module in blocks:
+        forward = module.forward
 
+        def wrapped(*a, _forward=forward, _name=name, **k):
+            with record_function(f'mmc3_block::{_name}'):
+                return _forward(*a, **k)
+
+        originals.append((module, forward))
+        module.forward = wrapped
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            wall = det.step()
+    finally:
+        for module, forward in originals:
+            module.forward = forward
+    events = prof.events()
+    ranges = [e for e in events if e.name.startswith('mmc3_block::')]
+    seqs = set()
+    fwd = 0.0
+    for r in ranges:
+        fwd += r.cpu_time_total
+        stack = list(r.cpu_children)
+        while stack:
+            e = stack.pop()
+            if getattr(e, 'sequence_nr', -1) >= 0:
+                seqs.add(e.sequence_nr)
+            stack.extend(e.cpu_children)
+    bwd = sum(e.cpu_time_total for e in events
+              if e.name.startswith('autograd::engine::evaluate_function')
+              and getattr(e, 'sequence_nr', -1) in seqs)
+    return dict(wall=wall, forward=fwd / 1e6, backward=bwd / 1e6,
+                ranges=len(ranges))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Build every config, alternate their iterations, profile one each."""
+    import torch
+
+    from mmc3.testing import keep_freed_memory, machine_rates
+    if args.allocator == 'cached' and not keep_freed_memory():
+        raise SystemExit('--allocator cached needs glibc')
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = Config.fromfile(config)
-    drop_pretrained(cfg.model)
-    cfg.model.train_cfg.rcnn.sampler.num = args.rois
-    if args.c3_message_impl:
-        set_block_key(cfg.model, 'C3Block', 'message_impl',
-                      args.c3_message_impl)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
-    model.to(args.device)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = OptimWrapper(torch.optim.SGD(params, lr=1e-5, momentum=0.9))
-    num_classes = cfg.model.roi_head.bbox_head.num_classes
-    times = []
-    for i in range(args.warmup + args.iters):
-        # square images, 4 random boxes of 1/8 to 1/2 of the side each
-        data = det_fake_batch([(args.size, args.size)] * args.images,
-                              num_classes, num_boxes=4,
-                              min_box=args.size // 8)
-        start = time.perf_counter()
-        model.train_step(data, optim)
-        if args.device.startswith('cuda'):
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return dict(
-        config=config,
-        times=times,
-        params=sum(p.numel() for p in model.parameters()),
-        block_params=_block_params(model),
-        c3_message_impls=sorted({
-            str(m.message_impl)
-            for m in model.modules() if type(m).__name__ == 'C3Block'
-        }),
-        peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
-        1024**2,
-        threads=torch.get_num_threads())
-
-
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    if args.worker:
-        print('RESULT ' + json.dumps(run_worker(args.configs[0], args)))
-        return
-    results = []
+    rates = machine_rates()
+    dets = []
     for config in args.configs:
-        cmd = [sys.executable, __file__, config, '--worker',
-               '--size', str(args.size), '--images', str(args.images),
-               '--rois', str(args.rois), '--warmup', str(args.warmup),
-               '--iters', str(args.iters), '--device', args.device]
-        if args.threads:
-            cmd += ['--threads', str(args.threads)]
-        if args.c3_message_impl:
-            cmd += ['--c3-message-impl', args.c3_message_impl]
-        print(f'running {config} ...', flush=True)
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                              env=dict(os.environ))
-        lines = [line for line in proc.stdout.splitlines()
-                 if line.startswith('RESULT ')]
-        if proc.returncode != 0 or not lines:
-            print(f'  failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
-            results.append(dict(config=config, failed=True))
-            continue
-        results.append(json.loads(lines[-1][len('RESULT '):]))
+        print(f'building {config} ...', flush=True)
+        dets.append(Detector(config, args))
+    for _ in range(args.warmup):
+        for det in dets:
+            det.step()
+    for i in range(args.iters):
+        for det in dets:
+            det.times.append(det.step())
+        print(f'round {i + 1}/{args.iters}: ' + ' '.join(
+            f'{det.times[-1]:.2f}' for det in dets), flush=True)
+    profiles = [None if args.no_profile else profile_blocks(det)
+                for det in dets]
+    return dict(rates=rates, threads=torch.get_num_threads(),
+                results=[dict(det.info(), profile=prof)
+                         for det, prof in zip(dets, profiles)])
 
+
+def report(args: argparse.Namespace, out: dict) -> None:
+    rates = out['rates']
     print()
     print(f'One training iteration (forward + backward + SGD step), '
           f'{args.images} image(s) {args.size}x{args.size}, {args.rois} '
           f'RoIs/image, pretrained off, device {args.device}, '
-          f'{args.warmup} warm-up + {args.iters} timed iterations (median).')
+          f'{out["threads"]} threads; configs alternate, {args.warmup} '
+          f'warm-up + {args.iters} timed iterations each; allocator '
+          f'{args.allocator}.')
+    print(f'Machine, same run: memory bandwidth {rates["bandwidth"]:.1f} '
+          f'GB/s (copy), sgemm {rates["sgemm"]:.0f} GFLOP/s.')
+    if hasattr(os, 'getloadavg'):
+        print('load average (1/5/15 min): '
+              + ' '.join(f'{v:.2f}' for v in os.getloadavg()))
     if args.c3_message_impl:
         print(f'C3Block message_impl: {args.c3_message_impl}')
     print()
-    print('| config | params (M) | block params (M) | iter time (s) | '
-          'time / baseline | peak RSS (GB) |')
+    print('| config | params (M) | block params (M) | iteration (s), median '
+          '[min-max] | ratio, median [min-max] | blocks: share of the '
+          'profiled iteration (fwd + bwd) |')
     print('| --- | ---: | ---: | ---: | ---: | ---: |')
-    base = None
+    results = out['results']
+    base = results[0]['times']
     for r in results:
         name = Path(r['config']).stem
-        if r.get('failed'):
-            print(f'| {name} | - | - | failed | - | - |')
-            continue
-        median = statistics.median(r['times'])
-        if base is None:
-            base = median
+        times = r['times']
+        ratios = [t / b for t, b in zip(times, base)]
+        prof = r['profile']
+        if prof is None:
+            share = '-'
+        elif r['blocks'] == 0:
+            share = 'no blocks'
+        else:
+            total = prof['forward'] + prof['backward']
+            share = (f"{100 * total / prof['wall']:.1f}% "
+                     f"({100 * prof['forward'] / prof['wall']:.1f}% + "
+                     f"{100 * prof['backward'] / prof['wall']:.1f}%) of "
+                     f"{prof['wall']:.2f} s, {r['blocks']} blocks")
         print(f"| {name} | {r['params'] / 1e6:.2f} | "
-              f"{r['block_params'] / 1e6:.3f} | {median:.2f} | "
-              f'{median / base:.2f}x | {r["peak_rss_gb"]:.2f} |')
-    if results and not results[0].get('failed'):
-        print(f"\ntorch threads: {results[0]['threads']}")
+              f"{r['block_params'] / 1e6:.3f} | "
+              f'{statistics.median(times):.2f} [{min(times):.2f}-'
+              f'{max(times):.2f}] | {statistics.median(ratios):.3f}x '
+              f'[{min(ratios):.3f}-{max(ratios):.3f}] | {share} |')
+    cmd = ' '.join([sys.argv[0]] + (sys.argv[1:]))
+    print(f'\ncommand: python {cmd}')
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out = run(args)
+    report(args, out)
+    return out
 
 
 if __name__ == '__main__':

@@ -21,6 +21,7 @@ BLOCKS = {
     'se': dict(type='SEBlock', ratio=4),
     'c3-dense': dict(type='C3Block', grid_size=(5, 6), message_impl='dense'),
     'c3-fast': dict(type='C3Block', grid_size=(5, 6), message_impl='fast'),
+    'c3-literal': dict(type='C3Block', grid_size=(5, 6), factorize=False),
     'c3-groups-released': dict(type='C3Block', grid_size=(5, 6),
                                group_size=8, exclude_self=False,
                                post_act=True),
@@ -87,10 +88,12 @@ def test_block_on_cuda_matches_cpu(name, train, no_tf32):
 
 @requires_cuda
 @pytest.mark.parametrize('exclude_self', [True, False])
-def test_fast_and_dense_messages_agree_on_cuda(exclude_self, no_tf32):
+@pytest.mark.parametrize('spread', [2.0, 0.1])  # binned, centred
+def test_fast_and_dense_messages_agree_on_cuda(exclude_self, spread,
+                                               no_tf32):
     from mmc3.models.blocks.message import dense_message, fast_message
     torch.manual_seed(0)
-    v = torch.randn(4, 2048, 1) * 2
+    v = torch.randn(4, 2048, 1) * spread
     z = (torch.randn(4, 2048, 49) + v).cuda().requires_grad_(True)
     cot = torch.randn_like(z)
     fast = fast_message(z, exclude_self)
@@ -107,3 +110,20 @@ def test_fast_and_dense_messages_agree_on_cuda(exclude_self, no_tf32):
 def test_auto_is_dense_on_cuda_and_bounded():
     from mmc3.models.blocks.message import choose_message_impl
     assert choose_message_impl(2048, 49, torch.device('cuda')) == 'dense'
+
+
+@requires_cuda
+def test_c3_at_2048_channels_fused_and_under_autocast_on_cuda(no_tf32):
+    """The fused ends (float32) and the autograd factorized path (taken
+    under CUDA autocast) on the GPU against the CPU's float32 block."""
+    torch.manual_seed(0)
+    cpu = build_from_root(dict(type='C3Block', in_channels=2048,
+                               grid_size=7))
+    gpu = copy.deepcopy(cpu).cuda()
+    x = torch.randn(4, 2048, 7, 7)
+    ref = cpu(x).detach()
+    _close(gpu(x.cuda()).detach(), ref, 'fused output')
+    with torch.autocast('cuda', dtype=torch.float16):
+        half = gpu(x.cuda()).float().detach()
+    scale = float(ref.abs().max())
+    assert float((half.cpu() - ref).abs().max()) <= 1e-2 * scale

@@ -87,3 +87,23 @@ def test_argument_errors():
     args = tool.parse_args([])
     assert args.rois == 512 and args.iters >= 10
     assert len(args.configs) == 5
+
+
+def test_norms_take_the_batch_statistics_and_return_to_the_recipe(tmp_path):
+    """Before timing, every BN holds the synthetic batch's statistics (not
+    the identity a random model starts with) and is back in the recipe's
+    mode (frozen BNs in eval), with its momentum restored."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    tool = load_tool()
+    args = tool.parse_args([_small(tmp_path, 'c3'), '--size', '64',
+                            '--rois', '4'])
+    det = tool.Detector(args.configs[0], args)
+    norms = [m for m in det.model.modules() if isinstance(m, _BatchNorm)]
+    assert norms
+    for m in norms:
+        assert m.momentum == 0.1
+        assert int(m.num_batches_tracked) == 1
+        assert not torch.allclose(m.running_var, torch.ones_like(
+            m.running_var))
+    frozen = [m for m in norms if not m.weight.requires_grad]
+    assert frozen and all(not m.training for m in frozen)
