@@ -152,3 +152,19 @@ def keep_freed_memory() -> bool:
             libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(2**31 - 1)))
     except (OSError, AttributeError):
         return False
+
+
+def add_allocator_argument(parser) -> None:
+    """The benchmarks' ``--allocator`` flag (see :func:`use_allocator`)."""
+    parser.add_argument(
+        '--allocator', choices=('system', 'cached'), default='system',
+        help="'system': glibc as configured (large tensors mmapped and "
+        "faulted in page by page); 'cached': freed memory kept and reused, "
+        'as the CUDA caching allocator does on a GPU '
+        '(mmc3.testing.keep_freed_memory)')
+
+
+def use_allocator(choice: str) -> None:
+    """Apply an ``--allocator`` choice; 'cached' without glibc exits."""
+    if choice == 'cached' and not keep_freed_memory():
+        raise SystemExit('--allocator cached needs glibc')

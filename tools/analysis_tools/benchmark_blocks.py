@@ -439,12 +439,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='skip a dense C3 configuration whose R x C x C '
                         '(or R x C x group) float32 softmax tensor alone '
                         'exceeds this many GiB')
-    parser.add_argument(
-        '--allocator', choices=('system', 'cached'), default='system',
-        help="'system': glibc as configured (large tensors mmapped and "
-        "faulted in page by page); 'cached': freed memory kept and reused, "
-        'as the CUDA caching allocator does on a GPU '
-        '(mmc3.testing.keep_freed_memory)')
+    from mmc3.testing import add_allocator_argument
+    add_allocator_argument(parser)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
                         else 'cpu', help='cpu or cuda')
     args = parser.parse_args(argv)
@@ -458,10 +454,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    if args.allocator == 'cached':
-        from mmc3.testing import keep_freed_memory
-        if not keep_freed_memory():
-            raise SystemExit('--allocator cached needs glibc')
+    from mmc3.testing import use_allocator
+    use_allocator(args.allocator)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == 'cuda':

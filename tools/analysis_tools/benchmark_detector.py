@@ -81,12 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='skip the profiled iteration')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default)')
-    parser.add_argument(
-        '--allocator', choices=('system', 'cached'), default='system',
-        help="'system': glibc as configured (large tensors mmapped and "
-        "faulted in page by page); 'cached': freed memory kept and reused, "
-        'as the CUDA caching allocator does on a GPU '
-        '(mmc3.testing.keep_freed_memory)')
+    from mmc3.testing import add_allocator_argument
+    add_allocator_argument(parser)
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
         '--c3-message-impl', default=None,
@@ -240,9 +236,8 @@ def run(args: argparse.Namespace) -> dict:
     """Build every config, alternate their iterations, profile one each."""
     import torch
 
-    from mmc3.testing import keep_freed_memory, machine_rates
-    if args.allocator == 'cached' and not keep_freed_memory():
-        raise SystemExit('--allocator cached needs glibc')
+    from mmc3.testing import machine_rates, use_allocator
+    use_allocator(args.allocator)
     if args.threads:
         torch.set_num_threads(args.threads)
     rates = machine_rates()
