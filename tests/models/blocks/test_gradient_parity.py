@@ -21,6 +21,7 @@ from tests._helpers import build_from_root, float32_sum_bound
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest difference relative to the largest entry of ``b``."""
+    a, b = a.detach(), b.detach()
     return float((a.double() - b).abs().max() / b.abs().max().clamp_min(
         1e-300))
 
@@ -31,6 +32,22 @@ def _grads(fn, x, params, upstream):
     grads = torch.autograd.grad(out, [x] + params, upstream,
                                 allow_unused=True)
     return out, grads
+
+
+def _assert_matches_restated(block, restated, x, upstream, tol, first):
+    """Output and every gradient (``first`` names the input's) of ``block``
+    within ``tol`` relative of ``restated`` on the block's parameters; a
+    parameter the restatement does not reach must get no gradient."""
+    params = list(block.parameters())
+    out, grads = _grads(block, x, params, upstream)
+    ref, ref_grads = _grads(restated, x, params, upstream)
+    assert _relative(out, ref) <= tol
+    for name, g, r in zip([first] + [n for n, _ in block.named_parameters()],
+                          grads, ref_grads):
+        if r is None:
+            assert g is None or float(g.abs().max()) == 0, name
+            continue
+        assert _relative(g, r) <= tol, name
 
 
 # --------------------------------------------------------------------------
@@ -93,15 +110,9 @@ def test_c3_output_and_gradients_match_the_equations(c, hw, cfg, spread):
     x = (torch.randn(2, c, *hw, dtype=torch.float64)
          + spread * torch.randn(2, c, 1, 1, dtype=torch.float64))
     x.requires_grad_(True)
-    params = list(block.parameters())
     upstream = torch.randn(2, c, *hw, dtype=torch.float64)
-    out, grads = _grads(block, x, params, upstream)
-    ref, ref_grads = _grads(lambda t: c3_restated(block, t), x, params,
-                            upstream)
-    assert _relative(out, ref) <= 1e-9
-    for name, g, r in zip(['x'] + [n for n, _ in block.named_parameters()],
-                          grads, ref_grads):
-        assert _relative(g, r) <= 1e-9, name
+    _assert_matches_restated(block, lambda t: c3_restated(block, t), x,
+                             upstream, 1e-9, 'x')
 
 
 @pytest.mark.parametrize('exclude_self', [True, False])
@@ -190,18 +201,9 @@ def test_ce_output_and_gradients_match_the_equations(cfg, shape):
     c = cfg['in_channels']
     u = (torch.randn(n, c, h, w, dtype=torch.float64) * 1.5 + 0.3)
     u.requires_grad_(True)
-    params = list(block.parameters())
     upstream = torch.randn(n, c, h, w, dtype=torch.float64)
-    out, grads = _grads(block, u, params, upstream)
-    ref, ref_grads = _grads(lambda t: ce_restated(block, t), u, params,
-                            upstream)
-    assert _relative(out, ref) <= 1e-9
-    for name, g, r in zip(['u'] + [n for n, _ in block.named_parameters()],
-                          grads, ref_grads):
-        if r is None:
-            assert g is None or float(g.abs().max()) == 0, name
-            continue
-        assert _relative(g, r) <= 1e-9, name
+    _assert_matches_restated(block, lambda t: ce_restated(block, t), u,
+                             upstream, 1e-9, 'u')
 
 
 def test_ce_float32_at_the_roi_head_width_matches_the_equations():
