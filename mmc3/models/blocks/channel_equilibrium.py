@@ -15,6 +15,7 @@ from typing import Optional, Union
 
 import torch
 import torch.nn as nn
+from torch.autograd.function import once_differentiable
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
@@ -34,6 +35,43 @@ def _fit_group_size(channels: int, group_size: int) -> int:
     while channels % d != 0:
         d //= 2
     return d
+
+
+def _stats(x: torch.Tensor):
+    """``(N, G, d, P) -> (ss, sigma, mean)``; see :class:`_ChannelStats`."""
+    n, g, d, p = x.shape
+    mean = x.mean(dim=3)  # (N, G, d)
+    xc = x - mean.unsqueeze(3)
+    gram = torch.matmul(xc, xc.transpose(2, 3))  # (N, G, d, d)
+    del xc
+    ss = torch.diagonal(gram, dim1=2, dim2=3).clone()  # (N, G, d)
+    delta = mean - mean.mean(dim=0)  # (N, G, d)
+    sigma = gram.sum(dim=0)
+    sigma += p * torch.einsum('ngi,ngj->gij', delta, delta)
+    return ss, sigma.div_(n * p), mean
+
+
+def _stats_grad(x: torch.Tensor, mean: torch.Tensor,
+                grad_ss: Optional[torch.Tensor],
+                grad_sigma: Optional[torch.Tensor]) -> torch.Tensor:
+    """The gradient :func:`_stats` sends to ``x`` (N, G, d, P), a new
+    tensor; a ``None`` gradient counts as zero."""
+    n, g, d, p = x.shape
+    sym = x.new_zeros(n, g, d, d)
+    if grad_sigma is not None:
+        sym += ((grad_sigma + grad_sigma.transpose(1, 2)) / (n * p))
+    if grad_ss is not None:
+        torch.diagonal(sym, dim1=2, dim2=3).add_(2 * grad_ss)
+    # (S + S^T) xc = sym x - sym mean; the covariance's delta term adds
+    # (P / M) (g + g^T) delta_n / P per sample, centred over samples
+    shift = torch.matmul(sym, mean.unsqueeze(3)).squeeze(3)  # (N, G, d)
+    if grad_sigma is not None:
+        delta = mean - mean.mean(dim=0)
+        pull = torch.matmul(delta.unsqueeze(2), (
+            grad_sigma + grad_sigma.transpose(1, 2))).squeeze(2) / (n * p)
+        shift -= pull - pull.mean(dim=0)
+    out = torch.matmul(sym, x)  # (N, G, d, P)
+    return out.sub_(shift.unsqueeze(3))
 
 
 class _ChannelStats(torch.autograd.Function):
@@ -58,37 +96,70 @@ class _ChannelStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor):
-        n, g, d, p = x.shape
-        mean = x.mean(dim=3)  # (N, G, d)
-        xc = x - mean.unsqueeze(3)
-        gram = torch.matmul(xc, xc.transpose(2, 3))  # (N, G, d, d)
-        del xc
-        ss = torch.diagonal(gram, dim1=2, dim2=3).clone()  # (N, G, d)
-        delta = mean - mean.mean(dim=0)  # (N, G, d)
-        sigma = gram.sum(dim=0)
-        sigma += p * torch.einsum('ngi,ngj->gij', delta, delta)
+        ss, sigma, mean = _stats(x)
         ctx.save_for_backward(x, mean)
-        return ss, sigma.div_(n * p)
+        return ss, sigma
 
     @staticmethod
     def backward(ctx, grad_ss, grad_sigma):
         x, mean = ctx.saved_tensors
+        return _stats_grad(x, mean, grad_ss, grad_sigma)
+
+
+class _Equilibrium(torch.autograd.Function):
+    """The whole CE block for a float input without autocast: ``mix(ss,
+    sigma) @ x`` with ``(ss, sigma)`` the statistics of :class:`_ChannelStats`
+    and ``mix`` (N, G, d, d) a small differentiable function of them (the IR
+    gate, the whitening, the running averages: :meth:`CEBlock._mix`).
+
+    Autograd through the same steps sends ``x`` two input-sized gradients
+    (the statistics' and the product's) and sums them into a third. Here
+    the product's gradient ``mix^T G`` is accumulated (``baddbmm``) into the
+    statistics' and the middle is differentiated by autograd on its small
+    tensors: one input-sized allocation each way. The output is a tensor of
+    the input's shape, not a view, so that the host's in-place residual sum
+    (``out += identity``) does not make autograd copy it and scatter its
+    gradient back (see ``_FusedEnds`` in ``cross_channel``). Keeps ``x``
+    (the block's input), the means and ``mix``. Not differentiable twice.
+    """
+
+    @staticmethod
+    def forward(ctx, u, groups, middle, *params):
+        n, c, h, w = u.shape
+        x = u.reshape(n, groups, c // groups, h * w)
+        ss, sigma, mean = _stats(x)
+        with torch.enable_grad():
+            ss.requires_grad_()
+            sigma.requires_grad_()
+            mix = middle(ss, sigma)  # (N, G, d, d), a graph to ss, sigma
+        ctx.shape = u.shape
+        out = u.new_empty(n, c, h, w)
+        torch.matmul(mix.detach(), x, out=out.view(x.shape))
+        ctx.save_for_backward(x, mean, mix.detach())
+        ctx.graph = (ss, sigma, mix)
+        ctx.params = params
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, mean, mix_d = ctx.saved_tensors
+        ss, sigma, mix = ctx.graph
         n, g, d, p = x.shape
-        sym = x.new_zeros(n, g, d, d)
-        if grad_sigma is not None:
-            sym += ((grad_sigma + grad_sigma.transpose(1, 2)) / (n * p))
-        if grad_ss is not None:
-            torch.diagonal(sym, dim1=2, dim2=3).add_(2 * grad_ss)
-        # (S + S^T) xc = sym x - sym mean; the covariance's delta term adds
-        # (P / M) (g + g^T) delta_n / P per sample, centred over samples
-        shift = torch.matmul(sym, mean.unsqueeze(3)).squeeze(3)  # (N, G, d)
-        if grad_sigma is not None:
-            delta = mean - mean.mean(dim=0)
-            pull = torch.matmul(delta.unsqueeze(2), (
-                grad_sigma + grad_sigma.transpose(1, 2))).squeeze(2) / (n * p)
-            shift -= pull - pull.mean(dim=0)
-        out = torch.matmul(sym, x)  # (N, G, d, P)
-        return out.sub_(shift.unsqueeze(3))
+        grad = grad.reshape(x.shape)
+        grad_mix = torch.matmul(grad, x.transpose(2, 3))  # (N, G, d, d)
+        wanted = [ss, sigma] + [q for q in ctx.params if q.requires_grad]
+        # the middle's graph is kept while this node is; it is small
+        found = torch.autograd.grad(mix, wanted, grad_mix,
+                                    allow_unused=True, retain_graph=True)
+        grad_x = _stats_grad(x, mean, found[0], found[1])
+        grad_x.view(n * g, d, p).baddbmm_(
+            mix_d.transpose(2, 3).reshape(n * g, d, d),
+            grad.reshape(n * g, d, p))
+        found = iter(found[2:])
+        grad_params = [next(found) if q.requires_grad else None
+                       for q in ctx.params]
+        return (grad_x.view(ctx.shape), None, None, *grad_params)
 
 
 @MODELS.register_module()
@@ -298,14 +369,43 @@ class CEBlock(BaseModule):
                 f'{_NAME}: expected input of shape (N, {self.in_channels}, '
                 f'H, W), got {tuple(u.shape)}')
         n, c, h, w = u.shape
-        stat_dtype = self._stat_dtype(u.dtype)
-
         g, d = self.num_groups, self.group_size
+        if (u.dtype in (torch.float32, torch.float64) and not self.pool
+                and torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(u.device.type)):
+            return _Equilibrium.apply(
+                u, g, lambda ss, cov: self._mix(ss, cov, u),
+                *self.parameters())
         with torch.autocast(device_type=u.device.type, enabled=False):
             # per-channel squared deviations over H*W and, in training, the
             # groups' covariance, in one pass (_ChannelStats)
-            ss, cov = _ChannelStats.apply(
-                u.to(stat_dtype).reshape(n, g, d, h * w))
+            x = u.to(self._stat_dtype(u.dtype)).reshape(n, g, d, h * w)
+            ss, cov = _ChannelStats.apply(x)
+        mix = self._mix(ss, cov, u)
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            # (N, G, d, d) @ (N, G, d, H*W) -> (N, G, d, H*W)
+            out = torch.matmul(mix, x)
+        out = out.reshape(n, c, h, w)  # a view of the product
+        if out.dtype != u.dtype:
+            return out.to(u.dtype)
+        # a host's in-place residual sum on a view costs more than this copy
+        # (see _Equilibrium)
+        return out.clone() if torch.is_grad_enabled() else out
+
+    def _mix(self, ss: torch.Tensor, cov: torch.Tensor,
+             u: torch.Tensor) -> torch.Tensor:
+        """The matrix CE applies to each sample's groups, (N, G, d, d), from
+        the statistics of ``u`` (N, C, H, W): the squared deviations ``ss``
+        (N, G, d) and the groups' covariance ``cov`` (G, d, d).
+
+        ``lam * P u + (1 - lam) * (gate / s) * u`` is ``lam * P + diag((1 -
+        lam) * gate / s)`` applied to ``u``; in training this also updates
+        the running averages.
+        """
+        n, c, h, w = u.shape
+        g, d = self.num_groups, self.group_size
+        stat_dtype = self._stat_dtype(u.dtype)
+        with torch.autocast(device_type=u.device.type, enabled=False):
             p = h * w  # one position: ss is 0, the variance 0
             denom = max(p - 1, 1) if self.unbiased_var else p
             sigma2 = ss.reshape(n, c) / denom  # (N, C)
@@ -322,19 +422,13 @@ class CEBlock(BaseModule):
         hidden = self.fc1(sigma2.to(self.fc1.weight.dtype))  # (N, C/r)
         gate = self.gate(self.fc2(F.relu(self.ln(hidden))))  # (N, C)
         with torch.autocast(device_type=u.device.type, enabled=False):
-            x = u.to(stat_dtype)
             lam = torch.sigmoid(self.theta.to(stat_dtype))
-            # lam * P u + (1 - lam) * (gate / s) * u is one d x d matrix per
-            # sample and group applied to u: lam * P + diag((1 - lam) *
-            # gate / s), (N, G, d, d); BD acts on the un-centred input
+            # BD acts on the un-centred input
             ir_diag = ((1.0 - lam) / scale) * gate.to(stat_dtype)
-            mix = torch.diagonal_scatter(
+            return torch.diagonal_scatter(
                 (lam * wm).expand(n, g, d, d),
                 torch.diagonal(lam * wm, dim1=-2, dim2=-1) + ir_diag.view(
                     n, g, d), dim1=-2, dim2=-1)
-            # (N, G, d, d) @ (N, G, d, H*W) -> (N, G, d, H*W)
-            out = torch.matmul(mix, x.reshape(n, g, d, h * w))
-        return out.reshape(n, c, h, w).to(u.dtype)
 
     @torch.no_grad()
     def _update_running(self, wm: torch.Tensor, scale: torch.Tensor) -> None:

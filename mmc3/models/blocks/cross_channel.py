@@ -41,10 +41,19 @@ class _FusedEnds(torch.autograd.Function):
     the backward pass. Keeps ``x`` (the block's input) and the hidden
     tensors, nothing of size ``(R, P)`` of its own. Not differentiable
     twice.
+
+    ``x`` comes in its block shape ``(N, C, H, W)``, seen as ``R = N * C``
+    rows, and the output is a tensor of that shape, not a view: hosts add
+    their identity to the block's output in place (``out += identity``),
+    and an in-place sum on a view makes autograd copy the whole tensor
+    and scatter its gradient back into a zero-filled one (three more
+    passes over it in the backward pass).
     """
 
     @staticmethod
     def forward(ctx, x, middle, w1, b1, w4, b4, *mid_params):
+        ctx.shape = x.shape
+        x = x.reshape(-1, w1.shape[1])  # (R, P)
         pre = torch.addmm(b1, x, w1.t())  # (R, P/k)
         with torch.enable_grad():
             pre = pre.detach().requires_grad_()
@@ -52,7 +61,8 @@ class _FusedEnds(torch.autograd.Function):
         # [g, 1] @ [W4, b4]^T: the bias in the same product
         g_aug = torch.cat([g.detach(), g.new_ones(g.shape[0], 1)], dim=1)
         w4_aug = torch.cat([w4, b4.unsqueeze(1)], dim=1)  # (P, P/k + 1)
-        out = torch.addmm(x, g_aug, w4_aug.t())
+        out = x.new_empty(ctx.shape)
+        torch.addmm(x, g_aug, w4_aug.t(), out=out.view_as(x))
         ctx.save_for_backward(x, w1, w4_aug, g_aug)
         ctx.graph = (pre, g)
         ctx.mid_params = mid_params
@@ -63,7 +73,7 @@ class _FusedEnds(torch.autograd.Function):
     def backward(ctx, grad):
         x, w1, w4_aug, g_aug = ctx.saved_tensors
         pre, g = ctx.graph
-        grad = grad.contiguous()
+        grad = grad.reshape(x.shape)
         grad_g_aug = grad @ w4_aug  # (R, P/k + 1)
         grad_w4_aug = grad.t() @ g_aug  # (P, P/k + 1)
         hidden = g.shape[1]
@@ -77,7 +87,7 @@ class _FusedEnds(torch.autograd.Function):
                     for p in ctx.mid_params]
         grad_x = torch.addmm(grad, grad_pre, w1)  # G + g_pre W1
         grad_w1 = grad_pre.t() @ x
-        return (grad_x, None, grad_w1, grad_pre.sum(dim=0),
+        return (grad_x.view(ctx.shape), None, grad_w1, grad_pre.sum(dim=0),
                 grad_w4_aug[:, :hidden].contiguous(),
                 grad_w4_aug[:, hidden].contiguous(), *grad_mid)
 
@@ -366,11 +376,9 @@ class C3Block(BaseModule):
 
         mid_params = (enc.fc_out.weight, enc.fc_out.bias, dec.fc_in.weight,
                       dec.fc_in.bias)
-        out = _FusedEnds.apply(x.reshape(n * c, h * w), middle,
-                               enc.fc_in.weight, enc.fc_in.bias,
-                               dec.fc_out.weight, dec.fc_out.bias,
-                               *mid_params)
-        return out.view(n, c, h, w)
+        return _FusedEnds.apply(x, middle, enc.fc_in.weight, enc.fc_in.bias,
+                                dec.fc_out.weight, dec.fc_out.bias,
+                                *mid_params)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the block; see the class docstring."""
@@ -388,7 +396,7 @@ class C3Block(BaseModule):
                 torch.float32, torch.float64) and not torch.is_autocast_enabled(
                     x.device.type):
             out = self._fused(x)
-            return F.relu_(out) if self.post_act else out
+            return self._post_act(out)
         if factorized:
             xbar = self._factorized(xg.flatten(2)).reshape(n, c, *grid)
         else:
@@ -398,17 +406,21 @@ class C3Block(BaseModule):
             xbar = self.decoder(zbar).reshape(n, c, *grid)
 
         if resized:
-            xbar = self._resize(xbar, (h, w))
-        if resized or factorized:
-            # xbar is this block's own temporary (the factorized path checks
-            # that no hook holds decoder.fc_out's output): sum into it
+            # the resize's output is this block's own temporary: sum into it
             # rather than allocate another (N, C, H, W) tensor
-            out = xbar.add_(x)
+            out = self._resize(xbar, (h, w)).add_(x)
         else:
+            # not in place: xbar is a view here, and the output must not be
+            # one (see _FusedEnds)
             out = x + xbar
-        if self.post_act:
-            out = F.relu_(out)
-        return out
+        return self._post_act(out)
+
+    def _post_act(self, out: Tensor) -> Tensor:
+        """ReLU after the residual sum if ``post_act``, as ``threshold``:
+        its backward keeps its input, this block's own temporary, where
+        ReLU's keeps its output, which a host may then modify in place
+        (``out += identity``) and so break the backward pass."""
+        return F.threshold(out, 0.0, 0.0) if self.post_act else out
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, grid_size={self.grid_size}, '
