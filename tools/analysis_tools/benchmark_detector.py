@@ -44,6 +44,7 @@ keep it) to compare them::
         --c3-message-impl dense --rois 64
 """
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -114,6 +115,7 @@ class Detector:
     def __init__(self, config: str, args: argparse.Namespace) -> None:
         import torch
         from mmengine.config import Config
+        from mmengine.logging import MMLogger
         from mmengine.optim import OptimWrapper
         from mmengine.registry import MODELS, DefaultScope
 
@@ -128,7 +130,14 @@ class Detector:
                           args.c3_message_impl)
         with DefaultScope.overwrite_default_scope(cfg.default_scope):
             self.model = MODELS.build(cfg.model)
-        self.model.init_weights()
+        # init_weights logs one record per parameter (thousands for R-101)
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            self.model.init_weights()
+        finally:
+            logger.setLevel(level)
         self.model.to(args.device)
         self.model.train()
         params = [p for p in self.model.parameters() if p.requires_grad]

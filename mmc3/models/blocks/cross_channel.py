@@ -26,6 +26,27 @@ from .message import MESSAGE_IMPLS, message_passing as pass_messages
 _RESIZE_MODES = ('nearest', 'area', 'bilinear')
 
 
+def _tall_product(narrow: Tensor, wide: Tensor, blocks: int = 64) -> Tensor:
+    """``narrow^T @ wide`` for tall ``(R, n)`` and ``(R, m)`` matrices with
+    ``R`` large and ``n``, ``m`` small (a weight's gradient summed over all
+    rows), as the sum of ``blocks`` partial products of ``R / blocks`` rows.
+
+    One matrix product reducing over a million rows runs far below the
+    machine's rate (measured on the CPU at ``R = 2^20``: 288 ms for
+    ``(49, R) @ (R, 7)`` against 23 ms in 64 blocks with the narrow operand
+    first); the blocked sum is also more accurate (shorter sums).
+    """
+    r, n = narrow.shape
+    m = wide.shape[1]
+    b = max(1, min(blocks, r))
+    head = r - r % b
+    out = torch.bmm(narrow[:head].reshape(b, -1, n).transpose(1, 2),
+                    wide[:head].reshape(b, -1, m)).sum(dim=0)
+    if head < r:
+        out += narrow[head:].t() @ wide[head:]
+    return out  # (n, m)
+
+
 class _FusedEnds(torch.autograd.Function):
     """``x + f4(middle(f1(x)))`` for ``(R, P)`` rows, with ``f1``, ``f4``
     linear maps to and from a few hidden units and ``middle`` a small
@@ -74,19 +95,20 @@ class _FusedEnds(torch.autograd.Function):
         x, w1, w4_aug, g_aug = ctx.saved_tensors
         pre, g = ctx.graph
         grad = grad.reshape(x.shape)
-        grad_g_aug = grad @ w4_aug  # (R, P/k + 1)
-        grad_w4_aug = grad.t() @ g_aug  # (P, P/k + 1)
         hidden = g.shape[1]
+        # G W4 with W4 column-major: a third faster than row-major (CPU)
+        grad_g = grad @ w4_aug[:, :hidden].t().contiguous().t()  # (R, P/k)
+        grad_w4_aug = _tall_product(g_aug, grad).t()  # (P, P/k + 1)
         wanted = [pre] + [p for p in ctx.mid_params if p.requires_grad]
         # the middle's graph is kept while this node is (a retained outer
         # graph can be differentiated again); it is small
-        found = torch.autograd.grad(g, wanted, grad_g_aug[:, :hidden],
+        found = torch.autograd.grad(g, wanted, grad_g,
                                     allow_unused=True, retain_graph=True)
         grad_pre, found = found[0], iter(found[1:])
         grad_mid = [next(found) if p.requires_grad else None
                     for p in ctx.mid_params]
         grad_x = torch.addmm(grad, grad_pre, w1)  # G + g_pre W1
-        grad_w1 = grad_pre.t() @ x
+        grad_w1 = _tall_product(grad_pre, x)  # (P/k, P)
         return (grad_x.view(ctx.shape), None, grad_w1, grad_pre.sum(dim=0),
                 grad_w4_aug[:, :hidden].contiguous(),
                 grad_w4_aug[:, hidden].contiguous(), *grad_mid)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from mmc3.models.blocks import C3Block
 from mmc3.models.blocks.message import dense_message
-from tests._helpers import build_from_root, run_as_mmdet_plugin
+from tests._helpers import build_from_root, float32_sum_bound, \
+    run_as_mmdet_plugin
 
 # --------------------------------------------------------------------------
 # Independent float64 restatement of the equations (loops on purpose)
@@ -752,3 +753,20 @@ def test_fused_and_autograd_factorized_paths_agree_and_fused_is_once_differentia
     with pytest.raises(RuntimeError,
                        match='once_differentiable|does not require grad'):
         gx.sum().backward()
+
+
+@pytest.mark.parametrize('rows', [0, 1, 5, 64, 200, 4099])
+def test_tall_product_is_the_transposed_product(rows):
+    """The blocked weight-gradient product equals ``narrow^T wide`` for any
+    row count, with and without a remainder after the blocks, within the
+    float32 error of a sum of ``rows`` products."""
+    from mmc3.models.blocks.cross_channel import _tall_product
+    g = torch.Generator().manual_seed(rows)
+    narrow = torch.randn(rows, 7, generator=g)
+    wide = torch.randn(rows, 49, generator=g)
+    got = _tall_product(narrow, wide)
+    assert got.shape == (7, 49)
+    ref = narrow.double().t() @ wide.double()
+    magnitude = narrow.double().abs().t() @ wide.double().abs()
+    bound = float32_sum_bound(max(rows, 1), 1.0) * magnitude + 1e-30
+    assert bool(((got.double() - ref).abs() <= 2 * bound).all())
