@@ -61,10 +61,13 @@ def test_alternates_configs_and_profiles_the_blocks(names, impl, tmp_path,
                for line in rounds)
     for name, r in zip(names, out['results']):
         assert len(r['times']) == 2 and min(r['times']) > 0
+        assert len(r['faults']) == 2 and min(r['faults']) >= 0
         assert (r['block_params'] > 0) == (name != 'baseline')
         row = [line for line in text.splitlines()
                if line.startswith(f'| small_{name} |')]
         assert len(row) == 1
+        # the last column: the median fresh memory per iteration, in MiB
+        assert row[0].rstrip(' |').split('|')[-1].strip().isdigit()
         prof = r['profile']
         if name == 'baseline':
             assert r['blocks'] == 0 and 'no blocks' in row[0]
@@ -107,3 +110,15 @@ def test_norms_take_the_batch_statistics_and_return_to_the_recipe(tmp_path):
             m.running_var))
     frozen = [m for m in norms if not m.weight.requires_grad]
     assert frozen and all(not m.training for m in frozen)
+
+
+def test_counts_the_page_faults_of_fresh_memory():
+    """The fault counter behind the "fresh memory" column sees a newly
+    mapped tensor being touched."""
+    tool = load_tool()
+    before = tool._minor_faults()
+    fresh = torch.empty(2**24)  # 64 MiB: mmapped by the system allocator
+    fresh.fill_(1.0)
+    assert tool._minor_faults() > before
+    page = tool.os.sysconf('SC_PAGE_SIZE')
+    assert tool._fresh_mib([256, 2**20 // page * 300, 2**30]) == '300'
