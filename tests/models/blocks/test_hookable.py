@@ -55,6 +55,18 @@ def test_fast_layers_equal_the_convolutions():
         pointwise(x), F.conv2d(x, pointwise.weight, pointwise.bias))
     full = FullMapDepthwiseConv(8, (4, 5)).double()
     torch.testing.assert_close(full(x), F.conv2d(x, full.weight, groups=8))
+    # and so do their gradients, first and second order
+    x.requires_grad_()
+    upstream = torch.randn(3, 8, 1, 1, dtype=torch.float64)
+    grads = torch.autograd.grad(full(x), [x, full.weight], upstream,
+                                create_graph=True)
+    ref = torch.autograd.grad(F.conv2d(x, full.weight, groups=8),
+                              [x, full.weight], upstream, create_graph=True)
+    for g, r in zip(grads, ref):
+        torch.testing.assert_close(g, r)
+    second = torch.autograd.grad(grads[1].square().sum(), x)[0]
+    torch.testing.assert_close(
+        second, torch.autograd.grad(ref[1].square().sum(), x)[0])
     assert isinstance(pointwise, torch.nn.Conv2d)
     assert full.weight.shape == (8, 1, 4, 5)
     with pytest.raises(ValueError, match=r'FullMapDepthwiseConv: expected '
