@@ -15,6 +15,41 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def _pack_factor(rows: int, width: int) -> int:
+    """How many rows :func:`narrow_linear` packs into one: the largest power
+    of two ``k <= 32 // width`` that divides ``rows`` (1 for wide rows)."""
+    k = 1
+    while 2 * k * width <= 32 and rows % (2 * k) == 0:
+        k *= 2
+    return k
+
+
+def narrow_linear(x: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for inputs of a few features (C3's
+    hidden units: 6 at a 7x7 grid), with ``k`` rows packed into one.
+
+    CPU matrix products with an inner dimension this small run far below
+    the machine's rate (measured at ``2^20 x 6`` rows and a ``6 x 6``
+    weight: 31 ms through ``F.linear`` against 6 ms for ``2^18 x 24`` rows
+    times the ``24 x 24`` block-diagonal weight, which is the same memory
+    and the same values: each output is the sum of the same products plus
+    exact zeros). Autograd differentiates the packed product, so the
+    input's and the weight's gradients are packed products too.
+
+    Shape: ``(..., in) -> (..., out)``, like ``F.linear``.
+    """
+    width = max(x.shape[-1], weight.shape[0])
+    rows = x.numel() // max(1, x.shape[-1])
+    k = _pack_factor(rows, width)
+    if k == 1 or not x.is_contiguous():
+        return F.linear(x, weight, bias)
+    packed = torch.block_diag(*([weight] * k))  # (k out, k in)
+    bias = None if bias is None else bias.repeat(k)
+    out = F.linear(x.reshape(rows // k, k * x.shape[-1]), packed, bias)
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
 class PointwiseConv(nn.Conv2d):
     """A 1x1 convolution computed as a matrix product over channels.
 

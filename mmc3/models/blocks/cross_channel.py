@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ._checks import check_bool, check_int, check_size, renamed
+from ._layers import narrow_linear
 from .message import MESSAGE_IMPLS, message_passing as pass_messages
 
 _RESIZE_MODES = ('nearest', 'area', 'bilinear')
@@ -372,13 +373,13 @@ class C3Block(BaseModule):
         w_out, b_out = enc.fc_out.weight, enc.fc_out.bias  # (P, P/k), (P,)
         if self.message_passing:
             # v = mean_p z = h . mean_p(w_out) + mean_p(b_out), (N, C)
-            v = F.linear(h, w_out.mean(dim=0, keepdim=True),
-                         b_out.mean().reshape(1)).squeeze(2)
+            v = narrow_linear(h, w_out.mean(dim=0, keepdim=True),
+                              b_out.mean().reshape(1)).squeeze(2)
             h = self._message(h, v)
         # g_in(h f_out^T + b_out) = h (W_in W_out)^T + (W_in b_out + b_in)
         w_in, b_in = dec.fc_in.weight, dec.fc_in.bias
-        return dec.act(F.linear(h, w_in @ w_out, torch.addmv(b_in, w_in,
-                                                             b_out)))
+        return dec.act(narrow_linear(h, w_in @ w_out,
+                                     torch.addmv(b_in, w_in, b_out)))
 
     def _factorized(self, xf: Tensor) -> Tensor:
         """Steps 2-4 on ``(N, C, P)`` maps without forming ``z`` and

@@ -95,3 +95,39 @@ def test_global_pool_and_channel_scale_equal_the_plain_ops():
     assert torch.autograd.gradcheck(scale_channels, (x, gate))
     spatial = torch.rand(3, 5, 4, 6, dtype=torch.float64)
     torch.testing.assert_close(scale_channels(x, spatial), x * spatial)
+
+
+@pytest.mark.parametrize('shape,out_features,packed', [
+    ((4, 16, 6), 6, 4),    # C3's hidden units at a 7x7 grid: 4 rows in one
+    ((4, 16, 6), 1, 4),    # the channel means v
+    ((3, 5, 6), 6, 1),     # 15 rows: no power of two divides them
+    ((2, 8, 1), 3, 8),     # one hidden unit (the widest output sets k)
+    ((2, 8, 40), 6, 1),    # wide rows are not packed
+    ((64, 5), 2, 4),
+])
+def test_narrow_linear_equals_linear(shape, out_features, packed):
+    """The packed product gives F.linear's values and gradients (float64),
+    with and without bias, and packs the rows it should."""
+    from mmc3.models.blocks._layers import _pack_factor, narrow_linear
+    rows, width = torch.Size(shape[:-1]).numel(), shape[-1]
+    assert _pack_factor(rows, max(width, out_features)) == packed
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(out_features, width, dtype=torch.float64,
+                    requires_grad=True)
+    b = torch.randn(out_features, dtype=torch.float64, requires_grad=True)
+    for bias in (b, None):
+        got = narrow_linear(x, w, bias)
+        ref = F.linear(x, w, bias)
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+        up = torch.randn_like(ref)
+        wanted = (x, w) if bias is None else (x, w, b)
+        for a, c in zip(torch.autograd.grad(got, wanted, up),
+                        torch.autograd.grad(ref, wanted, up)):
+            torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+    # not contiguous: plain F.linear
+    strided = torch.cat([x.detach(), x.detach()], dim=-1)[..., :width]
+    assert not strided.is_contiguous()
+    torch.testing.assert_close(narrow_linear(strided, w, b),
+                               F.linear(strided, w, b))
