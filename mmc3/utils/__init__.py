@@ -12,13 +12,14 @@ from .distributed import (LAUNCHERS, check_launcher, cpu_wrapper_cfg,
                           dist_env_from_launcher, finish_distributed,
                           prepare_distributed)
 from .plugins import check_config_plugins, check_plugins
-from .resume import (AtomicCheckpointRunner, RandomStateHook,
-                     get_random_state, set_random_state)
+from .resume import (AtomicCheckpointRunner, MainProcessLoggerHook,
+                     RandomStateHook, get_random_state, set_random_state)
 
 register_checkpoint_safe_globals()
 
 __all__ = [
-    'AtomicCheckpointRunner', 'LAUNCHERS', 'RandomStateHook',
+    'AtomicCheckpointRunner', 'LAUNCHERS', 'MainProcessLoggerHook',
+    'RandomStateHook',
     'get_random_state', 'set_random_state', 'TORCH_TRUST_ENV', 'check_config_plugins',
     'check_dataset_paths', 'check_launcher', 'check_plugins',
     'cpu_wrapper_cfg', 'dist_env_from_launcher', 'finish_distributed',

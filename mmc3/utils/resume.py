@@ -24,6 +24,14 @@ Two gaps of mmengine 0.10.7 that ``tools/train.py`` closes:
   writes to ``NAME.part`` and renames it to ``NAME`` when complete (an atomic
   ``os.replace`` on a local file system), so the final name only ever holds
   a complete checkpoint.
+- **Test metrics written by every rank.** mmengine's ``LoggerHook`` dumps
+  the test metrics to ``<timestamp>/<timestamp>.json`` on every rank, and
+  the ranks share that path: their records differ (each its own times), so
+  when a longer one is overwritten by a shorter the file ends with the
+  longer's tail and is no JSON (seen with ``tools/dist_test.sh CFG 2``).
+  :class:`MainProcessLoggerHook` writes it on the main process only, and
+  :class:`AtomicCheckpointRunner` uses it wherever a config asks for
+  mmengine's ``LoggerHook``.
 """
 import os
 import os.path as osp
@@ -32,8 +40,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import master_only
-from mmengine.hooks import CheckpointHook, Hook
+from mmengine.dist import is_main_process, master_only
+from mmengine.hooks import CheckpointHook, Hook, LoggerHook
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
@@ -193,11 +201,43 @@ class RandomStateHook(Hook):
             set_random_state(state)
 
 
+@HOOKS.register_module()
+class MainProcessLoggerHook(LoggerHook):
+    """mmengine's ``LoggerHook`` whose test metrics file is written by the
+    main process only (see the module docstring); every rank still logs
+    them. Otherwise the same hook, options and outputs."""
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        if is_main_process():
+            return super().after_test_epoch(runner, metrics)
+        _, log_str = runner.log_processor.get_log_after_epoch(
+            runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
+        runner.logger.info(log_str)
+
+
+def _is_upstream_logger(cfg: Any) -> bool:
+    """Whether a ``default_hooks.logger`` entry names mmengine's own
+    ``LoggerHook`` (by name, registry scope or class), not a subclass."""
+    if not isinstance(cfg, dict):
+        return False
+    kind = cfg.get('type')
+    return kind is LoggerHook or kind in ('LoggerHook', 'mmengine.LoggerHook')
+
+
 class AtomicCheckpointRunner(Runner):
     """mmengine's ``Runner`` whose local checkpoints appear complete or not
     at all: written to ``NAME.part`` and renamed (see the module docstring).
     Remote ``out_dir`` (``s3://`` ...) are written as upstream does. Like
-    upstream's, only the main process writes."""
+    upstream's, only the main process writes. Where the config asks for
+    mmengine's ``LoggerHook`` (the default), it registers
+    :class:`MainProcessLoggerHook` with the same options."""
+
+    def register_default_hooks(self, hooks=None) -> None:
+        hooks = dict(hooks or {})
+        logger = hooks.get('logger', dict(type='LoggerHook'))
+        if 'logger' not in hooks or _is_upstream_logger(logger):
+            hooks['logger'] = dict(logger, type=MainProcessLoggerHook)
+        return super().register_default_hooks(hooks)
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, *args,
