@@ -1,6 +1,8 @@
-"""Resuming that continues exactly, and checkpoints that are never half-written.
+"""Resuming that continues exactly, checkpoints that are never half-written,
+and one complete test-metrics file per run.
 
-Two gaps of mmengine 0.10.7 that ``tools/train.py`` closes:
+Three gaps of mmengine 0.10.7 that the tools close (``tools/train.py``; the
+last also ``tools/test.py``):
 
 - **Random state.** ``Runner.resume`` re-seeds every generator with the
   config's seed, and the iteration-based loop then replays the skipped
@@ -235,7 +237,7 @@ class AtomicCheckpointRunner(Runner):
     def register_default_hooks(self, hooks=None) -> None:
         hooks = dict(hooks or {})
         logger = hooks.get('logger', dict(type='LoggerHook'))
-        if 'logger' not in hooks or _is_upstream_logger(logger):
+        if _is_upstream_logger(logger):
             hooks['logger'] = dict(logger, type=MainProcessLoggerHook)
         return super().register_default_hooks(hooks)
 

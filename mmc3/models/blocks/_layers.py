@@ -9,6 +9,8 @@ them from forward hooks, FLOP counters and pruning tools. These subclasses
 keep the ``Conv2d`` parameters, state-dict layout and type (``init_cfg``
 with ``layer='Conv2d'`` still applies) and compute the same values in their
 own ``forward``, so the modules are called like any other.
+:func:`narrow_linear` is the same kind of shortcut for C3's products over
+a few hidden units.
 """
 import torch
 import torch.nn as nn
