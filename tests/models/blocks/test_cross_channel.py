@@ -755,18 +755,39 @@ def test_fused_and_autograd_factorized_paths_agree_and_fused_is_once_differentia
         gx.sum().backward()
 
 
-@pytest.mark.parametrize('rows', [0, 1, 5, 64, 200, 4099])
-def test_tall_product_is_the_transposed_product(rows):
+@pytest.mark.parametrize('rows,n,m', [(0, 7, 49), (1, 7, 49), (5, 7, 49),
+                                      (64, 7, 49), (200, 7, 49),
+                                      (4099, 7, 49), (1500, 40, 90)])
+def test_tall_product_is_the_transposed_product(rows, n, m):
     """The blocked weight-gradient product equals ``narrow^T wide`` for any
-    row count, with and without a remainder after the blocks, within the
-    float32 error of a sum of ``rows`` products."""
+    row count, with and without a remainder after the blocks, for narrow
+    operands (64 blocks) and wider ones (a few), within the float32 error
+    of a sum of ``rows`` products."""
     from mmc3.models.blocks.cross_channel import _tall_product
     g = torch.Generator().manual_seed(rows)
-    narrow = torch.randn(rows, 7, generator=g)
-    wide = torch.randn(rows, 49, generator=g)
+    narrow = torch.randn(rows, n, generator=g)
+    wide = torch.randn(rows, m, generator=g)
     got = _tall_product(narrow, wide)
-    assert got.shape == (7, 49)
+    assert got.shape == (n, m)
     ref = narrow.double().t() @ wide.double()
     magnitude = narrow.double().abs().t() @ wide.double().abs()
     bound = float32_sum_bound(max(rows, 1), 1.0) * magnitude + 1e-30
     assert bool(((got.double() - ref).abs() <= 2 * bound).all())
+
+
+@pytest.mark.parametrize('rows,n,m,expected', [
+    (2**20, 7, 49, 64),  # C4 head, 512 RoIs: the full 64 blocks
+    (2**18, 6, 49, 64),
+    (4096, 210, 1681, 2),  # DeepLab 41x41: two partials, not 64 (90 MB)
+    (4096, 211, 1681, 2),
+    (5, 7, 49, 1),
+    (0, 7, 49, 1),
+])
+def test_tall_product_partials_stay_small(rows, n, m, expected):
+    """Blocking keeps the ``(b, n, m)`` partial products at no more than an
+    eighth of the operands (at 41x41, 64 blocks took 4x the time of one
+    product), and at the full 64 blocks for the C4 head's tall operands."""
+    from mmc3.models.blocks.cross_channel import _tall_blocks
+    b = _tall_blocks(rows, n, m)
+    assert b == expected
+    assert b == 1 or 8 * b * n * m <= rows * (n + m)
