@@ -10,8 +10,13 @@ default (``--rois``), which is where stage 4 and its blocks spend their time.
 Credible ratios on a noisy machine:
 
 - All models live in one process and the configs alternate iteration by
-  iteration (A B C ... A B C ...), so drift (thermal, other load, the
-  allocator's state) hits every config alike.
+  iteration, so drift (thermal, other load, the allocator's state) hits
+  every config alike. The order rotates from round to round (A B C, B C A,
+  C A B, ...): with a fixed order a machine that slows down within each
+  round charges the drift to the configs that run last (seen here: in 9
+  of one run's 10 rounds the fifth config's iteration took 5-27% longer
+  than the first's, and the last config came out 1.13x against a
+  profiled 4% share).
 - Each config runs ``--iters`` timed iterations (default 10) after
   ``--warmup``; the table gives the median, the spread (min-max) and the
   ratio to the first config as the median over rounds of the per-round
@@ -264,6 +269,14 @@ def profile_blocks(det: Detector) -> dict:
                 ranges=len(ranges))
 
 
+def round_order(count: int, index: int) -> list:
+    """The order in which round ``index`` runs ``count`` configs: rotated
+    by one per round, so that over ``count`` rounds every config runs once
+    in every position."""
+    shift = index % count if count else 0
+    return list(range(shift, count)) + list(range(shift))
+
+
 def run(args: argparse.Namespace) -> dict:
     """Build every config, alternate their iterations, profile one each."""
     import torch
@@ -281,8 +294,8 @@ def run(args: argparse.Namespace) -> dict:
         for det in dets:
             det.step()
     for i in range(args.iters):
-        for det in dets:
-            det.times.append(det.step())
+        for k in round_order(len(dets), i):
+            dets[k].times.append(dets[k].step())
         print(f'round {i + 1}/{args.iters}: ' + ' '.join(
             f'{det.times[-1]:.2f}' for det in dets), flush=True)
     profiles = [None if args.no_profile else profile_blocks(det)

@@ -82,6 +82,46 @@ def test_alternates_configs_and_profiles_the_blocks(names, impl, tmp_path,
     assert out['results'][0]['times'] and '1.000x' in text
 
 
+@pytest.mark.parametrize('count', [1, 2, 5])
+def test_round_order_rotates_every_position(count):
+    """Each round runs every config once, and over ``count`` rounds every
+    config runs once in every position (no config always runs last)."""
+    tool = load_tool()
+    orders = [tool.round_order(count, i) for i in range(3 * count)]
+    assert all(sorted(o) == list(range(count)) for o in orders)
+    for pos in range(count):
+        assert sorted(o[pos] for o in orders[:count]) == list(range(count))
+    assert orders[count] == orders[0]
+
+
+def test_run_follows_the_rotated_order(monkeypatch):
+    """The timed rounds call the configs in the rotated order (A B C, B C A,
+    C A B, ...), and each config's times stay its own."""
+    tool = load_tool()
+    calls = []
+
+    class Fake:
+        def __init__(self, config, args):
+            self.name, self.times = config, []
+
+        def step(self):
+            calls.append(self.name)
+            return float(len(calls))
+
+        def info(self):
+            return dict(name=self.name, times=self.times)
+
+    monkeypatch.setattr(tool, 'Detector', Fake)
+    args = tool.parse_args(['a', 'b', 'c', '--warmup', '1', '--iters', '4',
+                            '--no-profile', '--threads', '1'])
+    out = tool.run(args)
+    timed = calls[3:]
+    assert timed == list('abc' 'bca' 'cab' 'abc')
+    for r in out['results']:
+        assert r['times'] == [float(3 + i + 1) for i, n in enumerate(timed)
+                              if n == r['name']]
+
+
 def test_argument_errors():
     tool = load_tool()
     for bad in (['--iters', '0'], ['--rois', '0'], ['--warmup', '-1']):

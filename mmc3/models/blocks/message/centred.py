@@ -103,8 +103,8 @@ class _CentredMessage(torch.autograd.Function):
     and ``B`` are kept as ``(B, p + 1, C)`` with the channels along the
     inner stride, every product is of the fast kind, and only the message
     and ``z``'s gradient are transposed back to ``(B, C, P)``. Measured at
-    C3's 512 x 2048 x 6 hidden units, span 1.2, order 8: 389 ms
-    forward+backward through autograd, 292 ms here (see the README).
+    C3's 512 x 2048 x 6 hidden units, span 1.2, order 8: 373 ms
+    forward+backward through autograd, 205 ms here (see the README).
     Keeps ``z``, ``A^T``, the moments, the denominators and the output. Not
     differentiable twice (like the binned path's :class:`._FastMessage`).
     """
