@@ -25,11 +25,20 @@ Credible ratios on a noisy machine:
   synthetic batch (one forward pass), as a pretrained network's would
   (:meth:`Detector.calibrate_norms`): with random weights and the recipe's
   frozen BNs the activations would grow without bound through the network.
-- One more iteration per config runs under ``torch.profiler``: every
-  channel block's forward is a ``record_function`` range and its backward
-  the autograd nodes created inside it (matched by sequence number), so the
-  profile says what share of the iteration the blocks take, forward and
-  backward.
+- ``--profiles`` more iterations per config (default 3, alternating in
+  the rotated order) run under ``torch.profiler``: every channel block's
+  forward is a ``record_function`` range and its backward the autograd
+  nodes created inside it (matched by sequence number), so the profile
+  says what share of the iteration the blocks take, forward and backward.
+  The table gives the median share over the profiled iterations with its
+  min-max, and the ratio it implies, ``1 / (1 - share)``: the iteration
+  without the blocks' own time against the iteration with it. Both are
+  measured within one iteration, so a machine that changes speed from one
+  iteration to the next (seen here: neighbouring iterations of the same
+  model 15% apart, and one model's block share 1.6% and then 3.1% in two
+  consecutive iterations) moves them far less than it moves the ratio of
+  two iterations; the implied ratio leaves out what a block costs outside
+  its own operations (caches, allocation).
 - The machine's memory bandwidth (a 256 MiB copy) and sgemm throughput
   (a 2048^3 float32 product) are measured in the same run and printed.
 - Each iteration's minor page faults are counted and the table gives the
@@ -40,7 +49,7 @@ Credible ratios on a noisy machine:
   differ in time for that reason alone. ``--allocator cached`` keeps freed
   memory in the process, as the CUDA caching allocator does on a GPU.
 
-Example (CPU, from the repository root; about 15 minutes on 2 cores)::
+Example (CPU, from the repository root; about 45 minutes on 2 cores)::
 
     python tools/analysis_tools/benchmark_detector.py
 
@@ -90,8 +99,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=10,
                         help='timed iterations per config, alternating '
                         '(default 10)')
+    parser.add_argument('--profiles', type=int, default=3,
+                        help='profiled iterations per config, after the '
+                        'timed ones (default 3; 0 skips the profile)')
     parser.add_argument('--no-profile', action='store_true',
-                        help='skip the profiled iteration')
+                        help='skip the profiled iterations (--profiles 0)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default)')
     from mmc3.testing import add_allocator_argument
@@ -105,8 +117,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ('size', 'images', 'rois', 'iters'):
         if getattr(args, name) < 1:
             parser.error(f'--{name} must be >= 1, got {getattr(args, name)}')
-    if args.warmup < 0:
-        parser.error(f'--warmup must be >= 0, got {args.warmup}')
+    for name in ('warmup', 'profiles'):
+        if getattr(args, name) < 0:
+            parser.error(f'--{name} must be >= 0, got {getattr(args, name)}')
+    if args.no_profile:
+        args.profiles = 0
     return args
 
 
@@ -278,7 +293,8 @@ def round_order(count: int, index: int) -> list:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Build every config, alternate their iterations, profile one each."""
+    """Build every config, alternate their timed and then their profiled
+    iterations."""
     import torch
 
     from mmc3.testing import machine_rates, use_allocator
@@ -298,11 +314,28 @@ def run(args: argparse.Namespace) -> dict:
             dets[k].times.append(dets[k].step())
         print(f'round {i + 1}/{args.iters}: ' + ' '.join(
             f'{det.times[-1]:.2f}' for det in dets), flush=True)
-    profiles = [None if args.no_profile else profile_blocks(det)
-                for det in dets]
+    profiles = [[] for _ in dets]
+    for i in range(args.profiles):
+        for k in round_order(len(dets), i):
+            profiles[k].append(profile_blocks(dets[k]))
     return dict(rates=rates, threads=torch.get_num_threads(),
-                results=[dict(det.info(), profile=prof)
+                results=[dict(det.info(), profiles=prof,
+                              profile=median_profile(prof))
                          for det, prof in zip(dets, profiles)])
+
+
+def block_share(prof: dict) -> float:
+    """The blocks' share of one profiled iteration, forward + backward."""
+    return (prof['forward'] + prof['backward']) / prof['wall']
+
+
+def median_profile(profiles: list):
+    """The profiled iteration whose block share is the median (the lower
+    middle one for an even count); None without profiles."""
+    if not profiles:
+        return None
+    ranked = sorted(profiles, key=block_share)
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def report(args: argparse.Namespace, out: dict) -> None:
@@ -324,9 +357,10 @@ def report(args: argparse.Namespace, out: dict) -> None:
     print()
     print('| config | params (M) | block params (M) | iteration (s), median '
           '[min-max] | ratio, median [min-max] | blocks: share of the '
-          'profiled iteration (fwd + bwd) | fresh memory per iteration '
+          'profiled iteration (fwd + bwd), median | share [min-max] | '
+          'implied ratio 1 / (1 - share) | fresh memory per iteration '
           '(MiB), median |')
-    print('| --- | ---: | ---: | ---: | ---: | ---: | ---: |')
+    print('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
     results = out['results']
     base = results[0]['times']
     for r in results:
@@ -334,21 +368,26 @@ def report(args: argparse.Namespace, out: dict) -> None:
         times = r['times']
         ratios = [t / b for t, b in zip(times, base)]
         prof = r['profile']
+        spread, implied = '-', '-'
         if prof is None:
             share = '-'
         elif r['blocks'] == 0:
             share = 'no blocks'
         else:
-            total = prof['forward'] + prof['backward']
-            share = (f"{100 * total / prof['wall']:.1f}% "
+            share = (f"{100 * block_share(prof):.1f}% "
                      f"({100 * prof['forward'] / prof['wall']:.1f}% + "
                      f"{100 * prof['backward'] / prof['wall']:.1f}%) of "
-                     f"{prof['wall']:.2f} s, {r['blocks']} blocks")
+                     f"{prof['wall']:.2f} s, {r['blocks']} blocks, "
+                     f"{len(r['profiles'])} iterations")
+            shares = [block_share(p) for p in r['profiles']]
+            spread = f'[{100 * min(shares):.1f}-{100 * max(shares):.1f}]%'
+            implied = f'{1 / (1 - block_share(prof)):.3f}x'
         print(f"| {name} | {r['params'] / 1e6:.2f} | "
               f"{r['block_params'] / 1e6:.3f} | "
               f'{statistics.median(times):.2f} [{min(times):.2f}-'
               f'{max(times):.2f}] | {statistics.median(ratios):.3f}x '
               f'[{min(ratios):.3f}-{max(ratios):.3f}] | {share} | '
+              f'{spread} | {implied} | '
               f"{_fresh_mib(r['faults'])} |")
     cmd = ' '.join([sys.argv[0]] + (sys.argv[1:]))
     print(f'\ncommand: python {cmd}')

@@ -48,7 +48,7 @@ def test_alternates_configs_and_profiles_the_blocks(names, impl, tmp_path,
     extra = ['--c3-message-impl', impl] if impl else []
     out = tool.main([_small(tmp_path, n) for n in names] + [
         '--size', '64', '--rois', '4', '--warmup', '0', '--iters', '2',
-        '--threads', '1'] + extra)
+        '--profiles', '2', '--threads', '1'] + extra)
     text = capsys.readouterr().out
     assert out['threads'] == 1
     assert out['rates']['bandwidth'] > 0 and out['rates']['sgemm'] > 0
@@ -69,6 +69,7 @@ def test_alternates_configs_and_profiles_the_blocks(names, impl, tmp_path,
         # the last column: the median fresh memory per iteration, in MiB
         assert row[0].rstrip(' |').split('|')[-1].strip().isdigit()
         prof = r['profile']
+        assert len(r['profiles']) == 2 and prof in r['profiles']
         if name == 'baseline':
             assert r['blocks'] == 0 and 'no blocks' in row[0]
             assert prof['forward'] == 0 and prof['backward'] == 0
@@ -122,9 +123,72 @@ def test_run_follows_the_rotated_order(monkeypatch):
                               if n == r['name']]
 
 
+def test_profiles_follow_the_rotated_order_and_report_the_median(
+        monkeypatch, capsys):
+    """``--profiles`` profiled iterations per config run after the timed
+    ones in the rotated order; the table gives the median share, its
+    min-max over the profiled iterations and the ratio it implies,
+    ``1 / (1 - share)``."""
+    tool = load_tool()
+    calls = []
+    shares = dict(a=[0.0, 0.0, 0.0], b=[0.08, 0.02, 0.05],
+                  c=[0.10, 0.20, 0.30])
+
+    class Fake:
+        def __init__(self, config, args):
+            self.name, self.config, self.times = config, config, []
+
+        def step(self):
+            return 1.0
+
+        def info(self):
+            return dict(config=self.config, times=self.times, faults=[],
+                        params=1, block_params=int(self.name != 'a'),
+                        blocks=int(self.name != 'a'))
+
+    def fake_profile(det):
+        calls.append(det.name)
+        share = shares[det.name][calls.count(det.name) - 1]
+        # wall 10 s, the share split 1:3 between forward and backward
+        return dict(wall=10.0, forward=2.5 * share, backward=7.5 * share,
+                    ranges=int(det.name != 'a'))
+
+    monkeypatch.setattr(tool, 'Detector', Fake)
+    monkeypatch.setattr(tool, 'profile_blocks', fake_profile)
+    args = tool.parse_args(['a', 'b', 'c', '--warmup', '0', '--iters', '1',
+                            '--profiles', '3', '--threads', '1'])
+    out = tool.run(args)
+    assert calls == list('abc' 'bca' 'cab')
+    medians = [r['profile'] for r in out['results']]
+    assert [tool.block_share(p) for p in medians] == pytest.approx(
+        [0.0, 0.05, 0.20])
+    tool.report(args, out)
+    rows = {line.split('|')[1].strip(): line.split('|')
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith('| ') and line.split('|')[1].strip() in 'abc'}
+    assert 'no blocks' in rows['a'][6]
+    assert rows['b'][6].strip().startswith('5.0% (1.2% + 3.8%)')
+    assert '3 iterations' in rows['b'][6]
+    assert rows['b'][7].strip() == '[2.0-8.0]%'
+    assert rows['b'][8].strip() == f'{1 / 0.95:.3f}x'
+    assert rows['c'][7].strip() == '[10.0-30.0]%'
+    assert rows['c'][8].strip() == '1.250x'
+
+
+def test_median_profile_of_an_even_count_is_the_lower_middle():
+    tool = load_tool()
+    profs = [dict(wall=1.0, forward=0.0, backward=s) for s in (0.4, 0.1,
+                                                               0.3, 0.2)]
+    assert tool.median_profile(profs)['backward'] == 0.2
+    assert tool.median_profile([]) is None
+
+
 def test_argument_errors():
     tool = load_tool()
-    for bad in (['--iters', '0'], ['--rois', '0'], ['--warmup', '-1']):
+    assert tool.parse_args(['--no-profile']).profiles == 0
+    assert tool.parse_args([]).profiles == 3
+    for bad in (['--iters', '0'], ['--rois', '0'], ['--warmup', '-1'],
+                ['--profiles', '-1']):
         with pytest.raises(SystemExit):
             tool.parse_args(bad)
     args = tool.parse_args([])
