@@ -16,6 +16,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+#: elements per chunk of the chunked backward passes (4 MiB of float32):
+#: small enough that a chunk's product is still in the last-level cache
+#: when it is read again, large enough that the Python loop over chunks
+#: (about 50 at 512x2048x7x7) costs nothing next to the arithmetic
+CHUNK_ELEMENTS = 2**20
+
 
 def _pack_factor(rows: int, width: int) -> int:
     """How many rows :func:`narrow_linear` packs into one: the largest power
@@ -90,8 +96,10 @@ class _FullMapDot(torch.autograd.Function):
     Autograd through ``einsum`` forms the weight's gradient as a batched
     product over channels of ``x`` transposed: 200 ms at 512x2048x7x7 on
     the CPU, against 27 ms for ``(g x).sum(0)`` and 11 ms for the input's
-    gradient ``g w`` (40 ms through a batched product). Keeps ``x`` and
-    ``w``; differentiable twice (plain ops).
+    gradient ``g w`` (40 ms through a batched product); the weight's
+    gradient is summed a chunk of samples at a time
+    (:func:`_sum_of_products_over_batch`). Keeps ``x`` and ``w``;
+    differentiable twice (double backward uses plain ops).
     """
 
     @staticmethod
@@ -105,9 +113,39 @@ class _FullMapDot(torch.autograd.Function):
         g = grad.unsqueeze(2)  # (N, C, 1)
         grad_x = (g * w.flatten(1)).view_as(x) \
             if ctx.needs_input_grad[0] else None
-        grad_w = (g * x.flatten(2)).sum(dim=0).view_as(w) \
-            if ctx.needs_input_grad[1] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            if torch.is_grad_enabled() or not x.is_contiguous():
+                # double backward (plain ops) or an unusual layout
+                grad_w = (g * x.flatten(2)).sum(dim=0)
+            else:
+                grad_w = _sum_of_products_over_batch(g, x.flatten(2))
+            grad_w = grad_w.view_as(w)
         return grad_x, grad_w
+
+
+def _chunk_rows(row_elements: int) -> int:
+    """Rows of ``row_elements`` each that fill one chunk of
+    :data:`CHUNK_ELEMENTS` (at least one row)."""
+    return max(1, CHUNK_ELEMENTS // max(1, row_elements))
+
+
+def _sum_of_products_over_batch(g: torch.Tensor,
+                                x: torch.Tensor) -> torch.Tensor:
+    """``(g * x).sum(0)`` for ``g`` (N, C, 1) and ``x`` (N, C, P)
+    contiguous, a chunk of samples at a time: each chunk's product is
+    summed while it is still in the cache instead of being written to and
+    read back from memory (15 against 27 ms at 512x2048x7x7)."""
+    rows = _chunk_rows(x.shape[1:].numel())
+    buf = x.new_empty((min(rows, x.shape[0]), ) + tuple(x.shape[1:]))
+    total = x.new_zeros(x.shape[1:])
+    part = torch.empty_like(total)
+    for start in range(0, x.shape[0], rows):
+        stop = min(start + rows, x.shape[0])
+        prod = buf[:stop - start]
+        torch.mul(g[start:stop], x[start:stop], out=prod)
+        total.add_(torch.sum(prod, dim=0, out=part))
+    return total
 
 
 class FullMapDepthwiseConv(nn.Conv2d):
@@ -138,10 +176,13 @@ class FullMapDepthwiseConv(nn.Conv2d):
 class _ChannelScale(torch.autograd.Function):
     """``x * gate`` with a per-channel gate ``(N, C, 1, 1)``.
 
-    Autograd's product allocates two input-sized tensors in the backward
-    pass (``G * gate`` and ``G * x`` before its spatial sum); here the
-    second product is formed in the buffer that then receives the first.
-    Keeps ``x`` (the block's input) and the gate.
+    Autograd's product makes three passes over input-sized tensors in the
+    backward pass (``G * x`` written, read back by its spatial sum, and
+    ``G * gate``). Here both products are formed a chunk of channel maps
+    at a time, the first in the chunk of the output that the second then
+    overwrites, so ``G * x`` is summed while it is still in the cache: 33
+    against 47 ms at 512x2048x7x7. Keeps ``x`` (the block's input) and the
+    gate. Double backward (``create_graph=True``) uses plain products.
     """
 
     @staticmethod
@@ -152,12 +193,32 @@ class _ChannelScale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, gate = ctx.saved_tensors
-        buf = torch.mul(grad, x)
-        grad_gate = buf.sum(dim=(2, 3), keepdim=True, dtype=gate.dtype) \
-            if ctx.needs_input_grad[1] else None
-        grad_x = torch.mul(grad, gate, out=buf) \
-            if ctx.needs_input_grad[0] else None
-        return grad_x, grad_gate
+        need_x, need_gate = ctx.needs_input_grad[:2]
+        if not need_gate:
+            return grad * gate, None
+        if (torch.is_grad_enabled() or not x.is_contiguous()
+                or not grad.is_contiguous()):
+            # double backward (plain ops) or an unusual layout
+            grad_gate = (grad * x).sum(dim=(2, 3), keepdim=True)
+            return (grad * gate if need_x else None), grad_gate
+        n, c, h, w = x.shape
+        rows = _chunk_rows(h * w)
+        g_maps = grad.view(n * c, h * w)
+        x_maps = x.view(n * c, h * w)
+        gate_rows = gate.reshape(n * c, 1)
+        grad_gate = gate.new_empty(n * c, 1)
+        grad_x = torch.empty_like(grad) if need_x else None
+        out = grad_x.view(n * c, h * w) if need_x else \
+            grad.new_empty(min(rows, n * c), h * w)
+        for start in range(0, n * c, rows):
+            stop = min(start + rows, n * c)
+            chunk = out[start:stop] if need_x else out[:stop - start]
+            torch.mul(g_maps[start:stop], x_maps[start:stop], out=chunk)
+            torch.sum(chunk, dim=1, keepdim=True, out=grad_gate[start:stop])
+            if need_x:
+                torch.mul(g_maps[start:stop], gate_rows[start:stop],
+                          out=chunk)
+        return grad_x, grad_gate.view_as(gate)
 
 
 def scale_channels(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
