@@ -138,7 +138,12 @@ def keep_freed_memory() -> bool:
     a reused one), and the threshold moves with what ran before, so
     timings depend on the process's history. After this call freed blocks
     stay in the process (its resident memory does not shrink) and are
-    served again from the heap. Call it before the first large allocation;
+    served again from the heap. Trimming is disabled outright
+    (``M_TRIM_THRESHOLD = -1``, mallopt(3)): with the largest finite
+    threshold (2 GiB) a detector iteration whose freed memory coalesced
+    into more than 2 GiB at the heap's top still handed it back, and the
+    next iteration faulted 1-2.5 GiB in again. Call it before the first
+    large allocation;
     it affects the whole process.
 
     Returns:
@@ -149,7 +154,7 @@ def keep_freed_memory() -> bool:
         libc = ctypes.CDLL('libc.so.6')
         big = ctypes.c_int(2**30)  # 1 GiB: the largest threshold glibc takes
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, big)) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(2**31 - 1)))
+            libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(-1)))
     except (OSError, AttributeError):
         return False
 
