@@ -58,10 +58,15 @@ def test_bad_shapes_and_heads_are_clear_errors():
 
 def test_linear_head_of_an_mmpretrain_classifier():
     pytest.importorskip('mmpretrain', reason='mmpretrain is not installed')
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
-    model = ImageClassifier(
-        backbone=dict(type='mmpretrain.ResNet_CIFAR', depth=18),
-        neck=dict(type='mmpretrain.GlobalAveragePooling'),
-        head=dict(type='mmpretrain.LinearClsHead', num_classes=3,
-                  in_channels=512))
+
+    # its default data preprocessor is named without a scope: build it in
+    # mmpretrain's, whatever default scope earlier tests left behind
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = ImageClassifier(
+            backbone=dict(type='mmpretrain.ResNet_CIFAR', depth=18),
+            neck=dict(type='mmpretrain.GlobalAveragePooling'),
+            head=dict(type='mmpretrain.LinearClsHead', num_classes=3,
+                      in_channels=512))
     assert linear_head(model) is model.head.fc
