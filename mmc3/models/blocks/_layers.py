@@ -75,6 +75,104 @@ class PointwiseConv(nn.Conv2d):
         return y.movedim(-1, 1)  # (N, h, w, C_out) -> (N, C_out, h, w)
 
 
+class GateLink:
+    """Hands the gating product's output gradient from
+    :func:`scale_channels`' backward to the backward of the gather that
+    the gate was computed from (:class:`GlobalAvgPool`,
+    :class:`FullMapDepthwiseConv`), so that the block's input gradient,
+    ``G * gate`` plus the gather's own term, is formed in one pass.
+
+    Autograd would have each backward write its term as an input-sized
+    tensor and then add the two in a further pass: at 512x2048x7x7 that is
+    one pass more for SE and three more for parametric global GE (whose
+    gather term ``g w`` is input-sized too). A block makes one link per
+    forward and passes it to the gather and to :func:`scale_channels`; the
+    scale only defers its input gradient when the gate's graph reaches the
+    gather it was given (a forward hook that detaches or replaces the gate
+    breaks the link, and the scale then forms its input gradient itself).
+    """
+
+    __slots__ = ('source', 'deferred')
+
+    def __init__(self) -> None:
+        #: which tensor the gather saw (set by the gather; see
+        #: :meth:`key`)
+        self.source = None
+        #: ``(grad, gate)`` from the scale's backward, until the gather's
+        #: backward takes it
+        self.deferred = None
+
+    @staticmethod
+    def key(x: torch.Tensor) -> tuple:
+        """What identifies ``x`` as the same tensor (memory, layout and
+        in-place version): a forward pre-hook that hands the gather
+        another tensor, even of the same shape, breaks the link."""
+        return (x.data_ptr(), tuple(x.shape), x.stride(), x._version)
+
+    def take(self):
+        """The deferred ``(grad, gate)``, or None; cleared once taken."""
+        deferred, self.deferred = self.deferred, None
+        return deferred
+
+
+def _gather_node_of(link: GateLink, node, budget: int = 64) -> bool:
+    """Whether the autograd graph behind ``node`` reaches, within
+    ``budget`` nodes, the gather's node that holds ``link``."""
+    # the visited nodes are kept so that their ids are not reused: a C++
+    # node's Python wrapper can be a new object at every access
+    stack, seen, visited = [node], set(), []
+    while stack and budget > 0:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        visited.append(node)
+        budget -= 1
+        if getattr(node, 'link', None) is link:
+            return True
+        stack.extend(fn for fn, _ in node.next_functions)
+    return False
+
+
+def _gated_plus(grad: torch.Tensor, gate: torch.Tensor, g: torch.Tensor,
+                w: torch.Tensor = None) -> torch.Tensor:
+    """``grad * gate + g`` (``w is None``) or ``grad * gate + g * w`` for
+    ``grad`` (N, C, H, W) contiguous, ``gate`` and ``g`` (N, C, 1, 1) and
+    ``w`` (C, H, W), written once: the second product is added a chunk of
+    samples at a time while the chunk of the first is still in the
+    cache."""
+    if w is None:
+        return torch.addcmul(g, grad, gate)
+    out = torch.empty_like(grad)
+    rows = _chunk_rows(grad.shape[1:].numel())
+    for start in range(0, grad.shape[0], rows):
+        stop = min(start + rows, grad.shape[0])
+        chunk = out[start:stop]
+        torch.mul(grad[start:stop], gate[start:stop], out=chunk)
+        chunk.addcmul_(g[start:stop], w)
+    return out
+
+
+class _SpatialMean(torch.autograd.Function):
+    """``x.sum((2, 3), keepdim=True) / (H * W)`` whose backward adds the
+    deferred gating gradient of its :class:`GateLink` (see there)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, link: GateLink) -> torch.Tensor:
+        ctx.shape = x.shape
+        ctx.link = link
+        link.source = GateLink.key(x)
+        return x.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        g = grad / (ctx.shape[2] * ctx.shape[3])  # (N, C, 1, 1)
+        deferred = ctx.link.take()
+        if deferred is None:
+            return g.expand(ctx.shape), None
+        return _gated_plus(deferred[0], deferred[1], g), None
+
+
 class GlobalAvgPool(nn.AdaptiveAvgPool2d):
     """Global average pooling, ``(N, C, H, W) -> (N, C, 1, 1)``, as a sum
     divided by ``H * W``: the same values as ``nn.AdaptiveAvgPool2d(1)``
@@ -85,7 +183,12 @@ class GlobalAvgPool(nn.AdaptiveAvgPool2d):
     def __init__(self) -> None:
         super().__init__(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                link: GateLink = None) -> torch.Tensor:
+        """``link``: the block's :class:`GateLink` when ``x`` is also the
+        input that :func:`scale_channels` gates."""
+        if link is not None and x.requires_grad and torch.is_grad_enabled():
+            return _SpatialMean.apply(x, link)
         return x.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
 
 
@@ -103,16 +206,26 @@ class _FullMapDot(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor,
+                link: GateLink = None) -> torch.Tensor:
         ctx.save_for_backward(x, w)
+        ctx.link = link
+        if link is not None:
+            link.source = GateLink.key(x)
         return torch.linalg.vecdot(x.flatten(2), w.flatten(1))  # (N, C)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, w = ctx.saved_tensors
         g = grad.unsqueeze(2)  # (N, C, 1)
-        grad_x = (g * w.flatten(1)).view_as(x) \
-            if ctx.needs_input_grad[0] else None
+        deferred = None if ctx.link is None else ctx.link.take()
+        if deferred is not None:
+            # the gating gradient plus this one, in one pass
+            grad_x = _gated_plus(deferred[0], deferred[1], g.unsqueeze(3), w)
+        elif ctx.needs_input_grad[0]:
+            grad_x = (g * w.flatten(1)).view_as(x)
+        else:
+            grad_x = None
         grad_w = None
         if ctx.needs_input_grad[1]:
             if torch.is_grad_enabled() or not x.is_contiguous():
@@ -121,7 +234,7 @@ class _FullMapDot(torch.autograd.Function):
             else:
                 grad_w = _sum_of_products_over_batch(g, x.flatten(2))
             grad_w = grad_w.view_as(w)
-        return grad_x, grad_w
+        return grad_x, grad_w, None
 
 
 def _chunk_rows(row_elements: int) -> int:
@@ -161,7 +274,10 @@ class FullMapDepthwiseConv(nn.Conv2d):
         super().__init__(channels, channels, size, groups=channels,
                          bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                link: GateLink = None) -> torch.Tensor:
+        """``link``: the block's :class:`GateLink` when ``x`` is also the
+        input that :func:`scale_channels` gates."""
         if tuple(x.shape[2:]) != tuple(self.kernel_size):
             raise ValueError(
                 f'FullMapDepthwiseConv: expected maps of size '
@@ -170,7 +286,7 @@ class FullMapDepthwiseConv(nn.Conv2d):
         w = self.weight[:, 0]  # (C, 1, h, w) -> (C, h, w)
         if x.dtype != w.dtype or torch.is_autocast_enabled(x.device.type):
             return torch.einsum('nchw,chw->nc', x, w)[:, :, None, None]
-        return _FullMapDot.apply(x, w)[:, :, None, None]
+        return _FullMapDot.apply(x, w, link)[:, :, None, None]
 
 
 class _ChannelScale(torch.autograd.Function):
@@ -186,8 +302,10 @@ class _ChannelScale(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, gate: torch.Tensor,
+                link: GateLink = None) -> torch.Tensor:
         ctx.save_for_backward(x, gate)
+        ctx.link = link
         return x * gate
 
     @staticmethod
@@ -195,12 +313,16 @@ class _ChannelScale(torch.autograd.Function):
         x, gate = ctx.saved_tensors
         need_x, need_gate = ctx.needs_input_grad[:2]
         if not need_gate:
-            return grad * gate, None
+            return grad * gate, None, None
         if (torch.is_grad_enabled() or not x.is_contiguous()
                 or not grad.is_contiguous()):
             # double backward (plain ops) or an unusual layout
             grad_gate = (grad * x).sum(dim=(2, 3), keepdim=True)
-            return (grad * gate if need_x else None), grad_gate
+            return (grad * gate if need_x else None), grad_gate, None
+        if need_x and ctx.link is not None:
+            # the gather's backward forms the input's gradient (GateLink)
+            ctx.link.deferred = (grad, gate)
+            need_x = False
         n, c, h, w = x.shape
         rows = _chunk_rows(h * w)
         g_maps = grad.view(n * c, h * w)
@@ -218,15 +340,24 @@ class _ChannelScale(torch.autograd.Function):
             if need_x:
                 torch.mul(g_maps[start:stop], gate_rows[start:stop],
                           out=chunk)
-        return grad_x, grad_gate.view_as(gate)
+        return grad_x, grad_gate.view_as(gate), None
 
 
-def scale_channels(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+def scale_channels(x: torch.Tensor, gate: torch.Tensor,
+                   link: GateLink = None) -> torch.Tensor:
     """``x * gate`` for ``x`` ``(N, C, H, W)`` and ``gate`` ``(N, C, 1, 1)``
     of the same dtype (see :class:`_ChannelScale`); other shapes and dtypes
-    (autocast) broadcast as a plain product."""
+    (autocast) broadcast as a plain product.
+
+    ``link``: the :class:`GateLink` the block passed to the gather of
+    ``x`` that ``gate`` was computed from; it is used only when the gather
+    saw this very ``x`` and the gate's graph reaches that gather."""
     if (gate.dim() == 4 and gate.shape[2:] == (1, 1)
             and gate.shape[:2] == x.shape[:2] and gate.dtype == x.dtype
             and x.dim() == 4):
-        return _ChannelScale.apply(x, gate)
+        if link is not None and not (
+                link.source == GateLink.key(x) and x.requires_grad
+                and _gather_node_of(link, gate.grad_fn)):
+            link = None
+        return _ChannelScale.apply(x, gate, link)
     return x * gate

@@ -34,8 +34,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ._checks import check_choice, check_int, check_size, renamed
-from ._layers import (FullMapDepthwiseConv, GlobalAvgPool, PointwiseConv,
-                      scale_channels)
+from ._layers import (FullMapDepthwiseConv, GateLink, GlobalAvgPool,
+                      PointwiseConv, scale_channels)
 
 _VARIANTS = ('theta-', 'theta', 'theta+')
 _EXTENTS = (2, 4, 8, 'global')
@@ -203,10 +203,14 @@ class GEBlock(BaseModule):
         #: hook on this module sees it
         self.gate = nn.Sigmoid()
 
-    def gather(self, x: torch.Tensor) -> torch.Tensor:
+    def gather(self, x: torch.Tensor,
+               link: Optional[GateLink] = None) -> torch.Tensor:
         """Gather context: ``(N, C, H, W) -> (N, C, ceil(H/e), ceil(W/e))``
-        (``(N, C, 1, 1)`` for the global extent)."""
+        (``(N, C, 1, 1)`` for the global extent). ``link``: handed to a
+        global gather (:class:`~mmc3.models.blocks._layers.GateLink`)."""
         if self.variant == 'theta-':
+            if isinstance(self.pool, GlobalAvgPool):
+                return self.pool(x, link)
             return self.pool(x)
 
         if self.extent == 'global' and tuple(x.shape[2:]) != self.grid_size:
@@ -220,7 +224,7 @@ class GEBlock(BaseModule):
             x = F.adaptive_avg_pool2d(x, self.grid_size)
         if self.extent == 'global':
             # a FullMapDepthwiseConv: (N, C, h, w) -> (N, C, 1, 1)
-            return self.gather_norms[0](self.gather_convs[0](x))
+            return self.gather_norms[0](self.gather_convs[0](x, link))
         n_convs = len(self.gather_convs)
         for i, (conv, norm) in enumerate(
                 zip(self.gather_convs, self.gather_norms)):
@@ -236,14 +240,16 @@ class GEBlock(BaseModule):
             raise ValueError(
                 f'GEBlock: expected input of shape (N, {self.in_channels}, '
                 f'H, W), got {tuple(x.shape)}')
-        g = self.gather(x)  # (N, C, H, W) -> (N, C, h, w)
+        # the input's two gradient terms are formed in one pass (GateLink)
+        link = GateLink()
+        g = self.gather(x, link)  # (N, C, H, W) -> (N, C, h, w)
         if self.variant == 'theta+':
             g = self.fc2(F.relu(self.fc1(F.relu(g))))
         gate = self.gate(g)
         if gate.shape[2:] != x.shape[2:] and gate.shape[2:] != (1, 1):
             # (N, C, h, w) -> (N, C, H, W); a 1x1 gate broadcasts instead
             gate = F.interpolate(gate, size=x.shape[2:], mode='nearest')
-        return scale_channels(x, gate)
+        return scale_channels(x, gate, link)
 
     def extra_repr(self) -> str:
         s = (f'in_channels={self.in_channels}, extent={self.extent!r}, '

@@ -18,7 +18,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from ._checks import check_bool, check_int
-from ._layers import GlobalAvgPool, PointwiseConv, scale_channels
+from ._layers import GateLink, GlobalAvgPool, PointwiseConv, scale_channels
 
 
 @MODELS.register_module()
@@ -81,9 +81,12 @@ class SEBlock(BaseModule):
             raise ValueError(
                 f'SEBlock: expected input of shape (N, {self.in_channels}, '
                 f'H, W), got {tuple(x.shape)}')
-        s = self.squeeze(x)  # (N, C, H, W) -> (N, C, 1, 1)
+        # the input's two gradient terms are formed in one pass (GateLink)
+        link = GateLink()
+        s = self.squeeze(x, link)  # (N, C, H, W) -> (N, C, 1, 1)
         s = self.fc2(F.relu(self.fc1(s)))  # -> (N, C/r, 1, 1) -> (N, C, 1, 1)
-        return scale_channels(x, self.gate(s))  # broadcast over (H, W)
+        # broadcast over (H, W)
+        return scale_channels(x, self.gate(s), link)
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, ratio={self.ratio}, '
