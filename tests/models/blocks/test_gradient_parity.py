@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import mmc3.models.blocks._layers as layers
 from tests._helpers import build_from_root, float32_sum_bound
 
 
@@ -204,6 +205,72 @@ def test_ce_output_and_gradients_match_the_equations(cfg, shape):
     upstream = torch.randn(n, c, h, w, dtype=torch.float64)
     _assert_matches_restated(block, lambda t: ce_restated(block, t), u,
                              upstream, 1e-9, 'u')
+
+
+@pytest.mark.parametrize('chunk', [1, 2 * 32 * 9, 2**20])
+def test_ce_in_chunks_of_samples_matches_the_equations(monkeypatch, chunk):
+    """The statistics and the input's gradient are formed a chunk of
+    samples at a time (``CHUNK_ELEMENTS``): one sample per chunk, two with
+    a ragged last chunk (5 samples), all at once; float64, 1e-9."""
+    monkeypatch.setattr(layers, 'CHUNK_ELEMENTS', chunk)
+    torch.manual_seed(1)
+    block = build_from_root(dict(type='CEBlock', in_channels=32,
+                                 group_size=8)).double().train()
+    with torch.no_grad():
+        block.theta.fill_(-0.4)
+    u = (torch.randn(5, 32, 3, 3, dtype=torch.float64) + 0.7)
+    u.requires_grad_(True)
+    upstream = torch.randn(5, 32, 3, 3, dtype=torch.float64)
+    _assert_matches_restated(block, lambda t: ce_restated(block, t), u,
+                             upstream, 1e-9, 'u')
+
+
+def ce_eval_restated(block, u: torch.Tensor) -> torch.Tensor:
+    """CEBlock's eval-mode forward from its equations: the running
+    whitening matrices and IR scale, the gate from the sample itself."""
+    n, c, h, w = u.shape
+    p = h * w
+    flat = u.reshape(n, c, p)
+    dev = flat - flat.mean(dim=2, keepdim=True)
+    denom = max(p - 1, 1) if block.unbiased_var else p
+    var = (dev * dev).sum(dim=2) / denom
+    hid = F.layer_norm(var @ block.fc1.weight.t(), (block.fc1.out_features, ),
+                       block.ln.weight, block.ln.bias, block.ln.eps)
+    gate = torch.sigmoid(F.relu(hid) @ block.fc2.weight.t())
+    ir = u * (gate / block.running_scale)[:, :, None, None]
+    d = block.group_size
+    bd = torch.einsum('gij,ngjp->ngip', block.running_wm,
+                      u.reshape(n, c // d, d, p)).reshape(u.shape)
+    lam = torch.sigmoid(block.theta)
+    return lam * bd + (1 - lam) * ir
+
+
+@pytest.mark.parametrize('theta_trains', [True, False])
+def test_ce_eval_mode_gradients_match_the_equations(theta_trains):
+    """In eval mode the shared part ``lam * running_wm`` only depends on
+    ``theta``; with ``theta`` frozen it needs no gradient at all, and the
+    input's and the IR branch's gradients are still those of the
+    equations (float64, 1e-9)."""
+    torch.manual_seed(3)
+    block = build_from_root(dict(type='CEBlock', in_channels=32,
+                                 group_size=8)).double()
+    with torch.no_grad():
+        block.theta.fill_(0.6)
+        q = torch.randn(4, 8, 8, dtype=torch.float64) * 0.2
+        block.running_wm.copy_(torch.eye(8, dtype=torch.float64) + q)
+        block.running_scale.fill_(1.7)
+    block.theta.requires_grad_(theta_trains)
+    block.eval()
+    u = torch.randn(3, 32, 5, 4, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(3, 32, 5, 4, dtype=torch.float64)
+    params = [q for q in block.parameters() if q.requires_grad]
+    out = block(u)
+    grads = torch.autograd.grad(out, [u] + params, upstream)
+    ref = ce_eval_restated(block, u)
+    ref_grads = torch.autograd.grad(ref, [u] + params, upstream)
+    assert _relative(out, ref) <= 1e-9
+    for g, r in zip(grads, ref_grads):
+        assert _relative(g, r) <= 1e-9
 
 
 def test_ce_float32_at_the_roi_head_width_matches_the_equations():
