@@ -74,18 +74,49 @@ def test_channel_scale_of_an_empty_batch():
 def test_full_map_weight_gradient_in_chunks_equals_the_convolution(
         monkeypatch, chunk):
     """One sample per chunk, a ragged last chunk (2 + 2 + 1 samples) and
-    one chunk: the weight's and the input's gradients of the depthwise
-    convolution (float64)."""
+    one chunk: the output (also formed a chunk of samples at a time) and
+    the weight's and the input's gradients of the depthwise convolution
+    (float64)."""
     monkeypatch.setattr(layers, 'CHUNK_ELEMENTS', chunk)
     torch.manual_seed(0)
     conv = FullMapDepthwiseConv(5, (4, 6)).double()
     x = torch.randn(5, 5, 4, 6, dtype=torch.float64, requires_grad=True)
     up = torch.randn(5, 5, 1, 1, dtype=torch.float64)
-    ours = torch.autograd.grad(conv(x), (x, conv.weight), up)
-    ref = torch.autograd.grad(F.conv2d(x, conv.weight, groups=5),
-                              (x, conv.weight), up)
+    out = conv(x)
+    expected = F.conv2d(x, conv.weight, groups=5)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    ours = torch.autograd.grad(out, (x, conv.weight), up)
+    ref = torch.autograd.grad(expected, (x, conv.weight), up)
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last',
+                                    'float64', 'empty', 'bfloat16'])
+def test_spatial_sum_equals_the_sum_over_the_map(layout):
+    """The squeeze's sum over ``(H, W)`` (a matrix-vector product for
+    contiguous float maps, the reduction otherwise) equals ``x.sum``:
+    within float32 rounding of 12 terms, exactly in the other cases."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, 3)
+    if layout == 'channels_last':
+        x = x.to(memory_format=torch.channels_last)
+        assert not x.is_contiguous()
+    elif layout == 'float64':
+        x = x.double()
+    elif layout == 'empty':
+        x = x[:0]
+    elif layout == 'bfloat16':
+        x = x.bfloat16()
+    ours = layers.spatial_sum(x)
+    ref = x.double().sum(dim=(2, 3), keepdim=True)
+    assert ours.shape == (x.shape[0], 5, 1, 1) and ours.dtype == x.dtype
+    bound = float32_sum_bound(12, 1.0) * x.double().abs().sum(
+        dim=(2, 3), keepdim=True)
+    if layout == 'bfloat16':
+        torch.testing.assert_close(ours, x.sum(dim=(2, 3), keepdim=True))
+    else:
+        assert ((ours.double() - ref).abs() <= bound).all()
 
 
 def test_float32_at_the_head_width_is_within_rounding(monkeypatch):
