@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ._checks import check_bool, check_int, check_size, renamed
-from ._layers import narrow_linear
+from ._layers import column_sum, narrow_linear
 from .message import MESSAGE_IMPLS, message_passing as pass_messages
 
 _RESIZE_MODES = ('nearest', 'area', 'bilinear')
@@ -121,7 +121,7 @@ class _FusedEnds(torch.autograd.Function):
                     for p in ctx.mid_params]
         grad_x = torch.addmm(grad, grad_pre, w1)  # G + g_pre W1
         grad_w1 = _tall_product(grad_pre, x)  # (P/k, P)
-        return (grad_x.view(ctx.shape), None, grad_w1, grad_pre.sum(dim=0),
+        return (grad_x.view(ctx.shape), None, grad_w1, column_sum(grad_pre),
                 grad_w4_aug[:, :hidden].contiguous(),
                 grad_w4_aug[:, hidden].contiguous(), *grad_mid)
 

@@ -119,6 +119,40 @@ def test_spatial_sum_equals_the_sum_over_the_map(layout):
         assert ((ours.double() - ref).abs() <= bound).all()
 
 
+@pytest.mark.parametrize('layout', ['contiguous', 'strided', 'float64',
+                                    'empty', 'bfloat16'])
+def test_row_dot_and_column_sum_equal_the_reductions(layout):
+    """C3's per-row dot products over its hidden units and its bias
+    gradient over all rows (matrix-vector products for contiguous float
+    tensors, reductions otherwise) equal ``vecdot`` and ``sum(0)``: within
+    float32 rounding of the sums, exactly in the other cases."""
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 9, 6), torch.randn(4, 9, 6)
+    m = torch.randn(37, 6)
+    if layout == 'strided':
+        a, b = torch.randn(4, 6, 9).transpose(1, 2), b
+        m = torch.randn(6, 37).t()
+        assert not a.is_contiguous() and not m.is_contiguous()
+    elif layout == 'float64':
+        a, b, m = a.double(), b.double(), m.double()
+    elif layout == 'empty':
+        a, b, m = a[:0], b[:0], m[:0]
+    elif layout == 'bfloat16':
+        a, b, m = a.bfloat16(), b.bfloat16(), m.bfloat16()
+    dot, col = layers.row_dot(a, b), layers.column_sum(m)
+    assert dot.shape == a.shape[:-1] and dot.dtype == a.dtype
+    assert col.shape == (6, ) and col.dtype == m.dtype
+    if layout == 'bfloat16':
+        torch.testing.assert_close(dot, torch.linalg.vecdot(a, b))
+        torch.testing.assert_close(col, m.sum(dim=0))
+        return
+    terms = a.double() * b.double()
+    bound = float32_sum_bound(6 + 1, 1.0) * terms.abs().sum(dim=-1)
+    assert ((dot.double() - terms.sum(dim=-1)).abs() <= bound).all()
+    bound = float32_sum_bound(37 + 1, 1.0) * m.double().abs().sum(dim=0)
+    assert ((col.double() - m.double().sum(dim=0)).abs() <= bound).all()
+
+
 def test_float32_at_the_head_width_is_within_rounding(monkeypatch):
     """float32, 6 x 2048 x 7 x 7 in chunks of 1000 maps and 4 samples
     (ragged): each gradient entry within the float32 rounding bound of its

@@ -37,6 +37,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .._layers import row_dot
+
 #: Widest span of a group's summaries (``max v - min v``) for which the
 #: centred expansion is used.
 MAX_SPAN = 1.5
@@ -139,7 +141,7 @@ class _CentredMessage(torch.autograd.Function):
         right_t = left_t * coef
         # out = num / den: d num = G / den, d den = -sum_p G num / den^2
         g_num = grad / den  # (B, C, P)
-        g_den = -torch.linalg.vecdot(g_num, out).unsqueeze(2)  # (B, C, 1)
+        g_den = -row_dot(g_num, out).unsqueeze(2)  # (B, C, 1)
         # num = A M (- own z), den = A s (- own), M = B^T z, s = B^T 1;
         # gradients of A and B transposed like them, (B, p + 1, C)
         g_left_t = torch.bmm(moments, g_num.transpose(1, 2)).addcmul_(
@@ -156,7 +158,7 @@ class _CentredMessage(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             if own is not None:
                 # own = sum_k A_k B_k enters num as -own z and den as -own
-                g_own = -(torch.linalg.vecdot(g_num, z) + g_den.squeeze(2))
+                g_own = -(row_dot(g_num, z) + g_den.squeeze(2))
                 g_own = g_own.unsqueeze(1)  # (B, 1, C)
                 g_left_t.addcmul_(g_own, right_t)
                 g_right_t.addcmul_(g_own, left_t)
