@@ -96,3 +96,58 @@ def test_benchmark_message_passing_reports_error_and_speed():
     numbers = re.findall(r'\d\.\d+e-0\d', out)
     assert numbers, f'no relative error printed:\n{out}'
     assert all(float(n) < 1e-4 for n in numbers), out
+
+
+def _revision_rows(out: str) -> dict:
+    """block -> (median ratio, min, max, largest difference) of
+    ``benchmark_revisions.py``'s table."""
+    found = {}
+    for row in table_rows(out)[1:]:
+        med, lo, hi = map(float, re.match(
+            r'([\d.]+) \[([\d.]+)-([\d.]+)\]', row[4]).groups())
+        found[row[1]] = (med, lo, hi, float(row[5]))
+    return found
+
+
+def test_benchmark_revisions_against_this_checkout_is_identical():
+    """The other revision is this very checkout: both compute the same
+    blocks (difference 0), and each ratio lies within its min-max."""
+    out = run_script('benchmark_revisions.py', str(ROOT), '--shapes', 'roi7',
+                     '--rois', '2', '--blocks', 'se', 'ce', '--rounds', '2',
+                     '--warmup', '0', '--threads', '1')
+    rows = _revision_rows(out)
+    assert sorted(rows) == ['ce', 'se'], out
+    for med, lo, hi, diff in rows.values():
+        assert lo <= med <= hi and diff == 0.0, out
+
+
+def test_benchmark_revisions_runs_the_other_revisions_code(tmp_path):
+    """A copy of the blocks whose SE doubles its output: SE differs by
+    half its output (|y - 2y| / |2y|), CE not at all, so the other
+    revision's own code ran, not this checkout's."""
+    import shutil
+    blocks = tmp_path / 'mmc3' / 'models' / 'blocks'
+    shutil.copytree(ROOT / 'mmc3' / 'models' / 'blocks', blocks,
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    source = (blocks / 'squeeze_excite.py').read_text()
+    line = '        return scale_channels(x, self.gate(s), link)\n'
+    assert line in source
+    (blocks / 'squeeze_excite.py').write_text(
+        source.replace(line, '        return 2 * scale_channels('
+                       'x, self.gate(s), link)\n'))
+    out = run_script('benchmark_revisions.py', str(tmp_path), '--shapes',
+                     'roi7', '--rois', '2', '--blocks', 'se', 'ce',
+                     '--rounds', '1', '--warmup', '0', '--threads', '1')
+    rows = _revision_rows(out)
+    assert abs(rows['se'][3] - 0.5) < 1e-3, out
+    assert rows['ce'][3] == 0.0, out
+
+
+def test_benchmark_revisions_refuses_a_folder_without_mmc3(tmp_path):
+    proc = subprocess.run(
+        [sys.executable,
+         str(ROOT / 'tools' / 'analysis_tools' / 'benchmark_revisions.py'),
+         str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 2
+    assert 'holds no mmc3 checkout' in proc.stderr
