@@ -328,17 +328,27 @@ def note_row(prefix: str, note: str) -> str:
     return f'{prefix} {note} |' + ' |' * 8
 
 
+def shape_input(shape_name: str, rois: int,
+                device: torch.device) -> Tuple[str, torch.Tensor]:
+    """A shape's name as ``NxCxHxW`` and its random input (seed 0), which
+    requires a gradient; ``rois`` is the batch of the RoI shapes."""
+    spec = SHAPES[shape_name]
+    batch = spec['batch'] if spec['batch'] is not None else rois
+    c, (h, w) = spec['channels'], spec['hw']
+    torch.manual_seed(0)
+    x = torch.randn(batch, c, h, w, device=device, requires_grad=True)
+    return f'{batch}x{c}x{h}x{w}', x
+
+
 def run(args: argparse.Namespace, rates: dict) -> List[str]:
     device = torch.device(args.device)
     rows = []
     for shape_name in args.shapes:
         spec = SHAPES[shape_name]
-        batch = spec['batch'] if spec['batch'] is not None else args.rois
         c, (h, w) = spec['channels'], spec['hw']
-        shape_str = f'{batch}x{c}x{h}x{w}'
+        shape_str, x = shape_input(shape_name, args.rois, device)
+        batch = x.shape[0]
         print(f'[{shape_name}] {shape_str}: {spec["desc"]}', flush=True)
-        torch.manual_seed(0)
-        x = torch.randn(batch, c, h, w, device=device, requires_grad=True)
 
         bott = Bottleneck(**spec['bottleneck']).to(device).train()
         with torch.no_grad():
@@ -417,6 +427,27 @@ def run(args: argparse.Namespace, rates: dict) -> List[str]:
     return rows
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--threads``, ``--allocator`` and ``--device`` (shared with
+    ``benchmark_revisions.py``)."""
+    parser.add_argument('--threads', type=int, default=os.cpu_count(),
+                        help='torch.set_num_threads (default: all cores)')
+    from mmc3.testing import add_allocator_argument
+    add_allocator_argument(parser)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
+                        else 'cpu', help='cpu or cuda')
+
+
+def check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 positive: Tuple[str, ...]) -> None:
+    """Refuse a count in ``positive`` below 1 and a negative ``--warmup``."""
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f'--{name} must be >= 1, got {getattr(args, name)}')
+    if args.warmup < 0:
+        parser.error(f'--warmup must be >= 0, got {args.warmup}')
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Forward+backward latency and memory of the channel '
@@ -433,23 +464,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'forward+backward passes per block')
     parser.add_argument('--warmup', type=int, default=1,
                         help='untimed passes before timing')
-    parser.add_argument('--threads', type=int, default=os.cpu_count(),
-                        help='torch.set_num_threads (default: all cores)')
     parser.add_argument('--max-attention-gib', type=float, default=1.0,
                         help='skip a dense C3 configuration whose R x C x C '
                         '(or R x C x group) float32 softmax tensor alone '
                         'exceeds this many GiB')
-    from mmc3.testing import add_allocator_argument
-    add_allocator_argument(parser)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
-                        else 'cpu', help='cpu or cuda')
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    for name in ('rois', 'repeats', 'threads'):
-        if getattr(args, name) < 1:
-            parser.error(f'--{name} must be >= 1, got {getattr(args, name)}')
-    if args.warmup < 0:
-        parser.error(f'--warmup must be >= 0, got {args.warmup}')
+    check_counts(parser, args, ('rois', 'repeats', 'threads'))
     return args
+
+
+def print_table(header: List[str], rows: List[str],
+                argv: Optional[List[str]]) -> None:
+    """The markdown table (the first two columns left-aligned, the rest
+    right-aligned numbers) and the command that made it."""
+    print()
+    print('| ' + ' | '.join(header) + ' |')
+    print('| --- | --- |' + ' ---: |' * (len(header) - 2))
+    for row in rows:
+        print(row)
+    cmd = ' '.join([sys.argv[0]] + (argv or sys.argv[1:]))
+    print(f'\ncommand: python {cmd}')
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -482,15 +517,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         print('load average before the run (1/5/15 min): '
               + ' '.join(f'{v:.2f}' for v in os.getloadavg()), flush=True)
     rows = run(args, rates)
-    print()
-    print('| input | module | params | fwd+bwd ms | ratio [min-max] | '
-          'saved MiB | ratio | peak MiB | ratio | floor ms | x floor |')
-    print('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | '
-          '---: | ---: |')
-    for row in rows:
-        print(row)
-    cmd = ' '.join([sys.argv[0]] + (argv or sys.argv[1:]))
-    print(f'\ncommand: python {cmd}')
+    print_table(['input', 'module', 'params', 'fwd+bwd ms', 'ratio [min-max]',
+                 'saved MiB', 'ratio', 'peak MiB', 'ratio', 'floor ms',
+                 'x floor'], rows, argv)
 
 
 if __name__ == '__main__':

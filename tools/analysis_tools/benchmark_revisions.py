@@ -31,7 +31,6 @@ This is a benchmark, not a test: nothing here asserts on timings.
 import argparse
 import contextlib
 import importlib.util
-import os
 import statistics
 import sys
 import time
@@ -43,7 +42,9 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_blocks import BLOCKS, SHAPES, build_block  # noqa: E402
+from benchmark_blocks import (BLOCKS, SHAPES, add_run_arguments,  # noqa: E402
+                              build_block, check_counts, print_table,
+                              shape_input)
 
 #: the package name the other revision's blocks are loaded under
 OTHER_PACKAGE = '_mmc3_other_revision_blocks'
@@ -151,11 +152,8 @@ def run(args: argparse.Namespace, package: ModuleType) -> List[str]:
     rows = []
     for shape_name in args.shapes:
         spec = SHAPES[shape_name]
-        batch = spec['batch'] if spec['batch'] is not None else args.rois
         c, (h, w) = spec['channels'], spec['hw']
-        shape_str = f'{batch}x{c}x{h}x{w}'
-        torch.manual_seed(0)
-        x = torch.randn(batch, c, h, w, device=device, requires_grad=True)
+        shape_str, x = shape_input(shape_name, args.rois, device)
         grad_out = torch.randn_like(x)
         for name in args.blocks:
             cfg = BLOCKS[name](c, (h, w))
@@ -201,18 +199,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='timed rounds (one pass of each revision)')
     parser.add_argument('--warmup', type=int, default=1,
                         help='untimed rounds first')
-    parser.add_argument('--threads', type=int, default=os.cpu_count(),
-                        help='torch.set_num_threads (default: all cores)')
-    from mmc3.testing import add_allocator_argument
-    add_allocator_argument(parser)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
-                        else 'cpu', help='cpu or cuda')
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    for name in ('rois', 'rounds', 'threads'):
-        if getattr(args, name) < 1:
-            parser.error(f'--{name} must be >= 1, got {getattr(args, name)}')
-    if args.warmup < 0:
-        parser.error(f'--warmup must be >= 0, got {args.warmup}')
+    check_counts(parser, args, ('rois', 'rounds', 'threads'))
     if not (Path(args.other) / 'mmc3' / 'models' / 'blocks' /
             '__init__.py').is_file():
         parser.error(f'{args.other} holds no mmc3 checkout '
@@ -235,14 +224,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f'machine, same run: memory bandwidth {rates["bandwidth"]:.1f} '
           f'GB/s (copy), sgemm {rates["sgemm"]:.0f} GFLOP/s', flush=True)
     rows = run(args, package)
-    print()
-    print('| input | block | this ms | other ms | this / other, median '
-          '[min-max] | largest difference |')
-    print('| --- | --- | ---: | ---: | ---: | ---: |')
-    for row in rows:
-        print(row)
-    cmd = ' '.join([sys.argv[0]] + (argv or sys.argv[1:]))
-    print(f'\ncommand: python {cmd}')
+    print_table(['input', 'block', 'this ms', 'other ms',
+                 'this / other, median [min-max]', 'largest difference'],
+                rows, argv)
 
 
 if __name__ == '__main__':
