@@ -21,8 +21,8 @@ largest entry of each: a faster revision should compute the same block.
 
 Example (the previous commit; shapes and blocks as ``benchmark_blocks.py``)::
 
-    git worktree add /tmp/prev HEAD~1
-    python tools/analysis_tools/benchmark_revisions.py /tmp/prev \\
+    git worktree add ../mmc3-prev HEAD~1
+    python tools/analysis_tools/benchmark_revisions.py ../mmc3-prev \\
         --shapes roi7 --blocks se ce --rois 512 --rounds 16 \\
         --allocator cached
 
